@@ -1,0 +1,26 @@
+"""restore: an image-restoration training toolkit (Hydra configs, Lightning modules).
+
+Python API::
+
+    import restore
+    net = restore.load_model("outputs/train/<run>/checkpoints/best.ckpt")
+    clean = restore.restore_image(net, "noisy.png", tile=512)   # same kind as the input
+    restore.export_model(restore.reparameterize(net), "net_deploy.safetensors")
+"""
+
+from restore.checkpoint import export_model, load_model
+from restore.inference import restore_image
+from restore.models.reparam import reparameterize
+
+__version__ = "0.1.0"
+
+__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "deblur_semiblind", "__version__"]
+
+
+def __getattr__(name: str):
+    # imported on first use: the semi-blind solver is independent of the training stack
+    if name == "deblur_semiblind":
+        from restore.semiblind import deblur_semiblind
+
+        return deblur_semiblind
+    raise AttributeError(f"module 'restore' has no attribute {name!r}")

@@ -1,0 +1,64 @@
+"""Evaluate a checkpoint: `python eval.py ckpt_path=<ckpt> [data=<name>] [experiment=<name>] [save_images=true] [deploy=true]`.
+
+The network is rebuilt from the checkpoint (its stored config, EMA weights when present), tested
+on the datamodule's test set (its val set when it has none); a rich table is printed and
+metrics.json / metrics.md are written to the run folder, restored images to <run>/images/.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+import lightning as L  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from restore.checkpoint import load_model  # noqa: E402
+from restore.utils.config import instantiate_node, record_run  # noqa: E402
+from restore.utils.reporting import print_metrics, split_metrics, write_metrics  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test the checkpoint; returns the logged test metrics."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    record_run(output_dir, cfg)
+
+    try:  # the checkpoint knows its architecture; the configured model/net is the fallback
+        net = load_model(cfg.ckpt_path, deploy=cfg.deploy)
+    except ValueError:
+        net = load_model(cfg.ckpt_path, net=instantiate_node(cfg, "model.net"), deploy=cfg.deploy)
+    log.info("Network <%s> from %s%s", type(net).__name__, cfg.ckpt_path, " (deploy form)" if cfg.deploy else "")
+    datamodule = instantiate_node(cfg, "data")
+    save_dir = str(output_dir / "images") if cfg.save_images else None
+    model = instantiate_node(cfg, "model", net=net, save_images_dir=save_dir, log_images=0)
+    loggers = [instantiate_node(cfg, f"logger.{k}") for k in (cfg.get("logger") or {})]
+    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=[])
+    trainer.test(model=model, datamodule=datamodule)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        groups = split_metrics(metrics, "test")
+        print_metrics(groups, f"{cfg.ckpt_path}", model.protocols)
+        paths = write_metrics(groups, output_dir, model.protocols,
+                              {"ckpt_path": str(cfg.ckpt_path), "deploy": bool(cfg.deploy)})
+        log.info("Metrics written to %s", ", ".join(map(str, paths)))
+        if save_dir:
+            log.info("Restored images in %s", save_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from restore.metrics import ImageQualityMetrics, rgb_to_y_bt601
+
+
+def _pair(seed=0, shape=(3, 3, 48, 56), noise=0.05):
+    g = torch.Generator().manual_seed(seed)
+    gt = torch.rand(shape, generator=g)
+    return (gt + noise * torch.randn(shape, generator=g)).clamp(0, 1), gt
+
+
+def test_rgb_protocol_matches_scikit_image_per_image_mean():
+    pred, gt = _pair()
+    metric = ImageQualityMetrics("rgb")
+    metric.update(pred[:2], gt[:2])
+    metric.update(pred[2:], gt[2:])
+    got = metric.compute()
+    psnr = np.mean([peak_signal_noise_ratio(gt[i].numpy(), pred[i].numpy(), data_range=1) for i in range(3)])
+    ssim = np.mean([structural_similarity(gt[i].permute(1, 2, 0).numpy(), pred[i].permute(1, 2, 0).numpy(),
+                                          data_range=1, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False) for i in range(3)])
+    assert metric.count == 3
+    assert got["psnr"].item() == pytest.approx(psnr, abs=1e-4)
+    assert got["ssim"].item() == pytest.approx(ssim, abs=1e-5)
+
+
+def test_y_protocol_matches_scikit_image_on_bt601_luma_with_crop():
+    pred, gt = _pair(1, (1, 3, 40, 40))
+    metric = ImageQualityMetrics("y", crop_border=4)
+    metric.update(pred, gt)
+    got = metric.compute()
+
+    def y(t):  # BasicSR: 8-bit image → skimage's BT.601 Y (16–235) / 255, border cropped
+        u8 = (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        return (rgb2ycbcr(u8)[..., 0] / 255.0)[4:-4, 4:-4]
+
+    assert got["psnr"].item() == pytest.approx(peak_signal_noise_ratio(y(gt), y(pred), data_range=1), abs=1e-3)
+    ssim = structural_similarity(y(gt), y(pred), data_range=1, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False)
+    assert got["ssim"].item() == pytest.approx(ssim, abs=1e-4)
+
+
+def test_protocols_give_different_numbers_and_say_so():
+    pred, gt = _pair(2)
+    rgb, y = ImageQualityMetrics("rgb"), ImageQualityMetrics("y", crop_border=4)
+    for m in (rgb, y):
+        m.update(pred, gt)
+    assert abs(rgb.compute()["psnr"] - y.compute()["psnr"]) > 0.1
+    assert rgb.description == "RGB [0,1], no crop"
+    assert y.description == "Y (BT.601), crop 4, 8-bit"
+
+
+def test_luma_range_and_gray_passthrough():
+    white, black = torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)
+    assert rgb_to_y_bt601(white).max().item() == pytest.approx(235 / 255, abs=1e-4)
+    assert rgb_to_y_bt601(black).min().item() == pytest.approx(16 / 255, abs=1e-6)
+    m = ImageQualityMetrics("y")
+    assert m.prepare(torch.rand(1, 1, 8, 8)).shape == (1, 1, 8, 8)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="protocol"):
+        ImageQualityMetrics("lab")
+    with pytest.raises(ValueError, match="shapes differ"):
+        ImageQualityMetrics().update(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
