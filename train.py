@@ -41,10 +41,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("Datamodule <%s>", cfg.data._target_)
     datamodule = instantiate_node(cfg, "data")
     log.info("Model <%s>", cfg.model._target_)
-    extra = {}
-    if "net" in cfg.model:  # stored in checkpoints so restore.load_model can rebuild the network
-        extra["net_config"] = OmegaConf.to_container(cfg.model.net, resolve=True)
-    model = instantiate_node(cfg, "model", **extra)
+    model = instantiate_node(cfg, "model")
+    if "net" in cfg.model and hasattr(model, "net_config"):
+        # stored in checkpoints so restore.load_model can rebuild the network without this config
+        model.net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
     callbacks = instantiate_group(cfg, "callbacks")
     loggers = instantiate_group(cfg, "logger")
     trainer: L.Trainer = instantiate_node(cfg, "trainer", callbacks=callbacks, logger=loggers or False)

@@ -1,0 +1,143 @@
+"""The LightningDataModule of the toolkit: datasets in, loaders with the sample contract out.
+
+Datasets come ready-made (Hydra instantiates them from nested ``_target_`` configs). A list of
+datasets is concatenated for all-in-one training; each sample's ``task`` is renumbered into
+:attr:`RestorationDataModule.task_names`, the distinct ``task_name`` of every dataset in order of
+first appearance (train, then val, then test), so ids mean the same in every loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lightning import LightningDataModule
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+
+__all__ = ["RestorationDataModule", "TaskTaggedDataset", "collate_samples"]
+
+DatasetOrList = Dataset | Sequence[Dataset]
+
+
+class TaskTaggedDataset(Dataset):
+    """A dataset whose samples' ``task`` is set to ``task_id`` (an index into the datamodule's ``task_names``)."""
+
+    def __init__(self, dataset: Dataset, task_id: int) -> None:
+        self.dataset = dataset
+        self.task_id = task_id
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.dataset[index]
+        sample["task"] = self.task_id
+        return sample
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """``default_collate``, with a clear message when full images of different sizes meet in a batch."""
+    shapes = {tuple(s["lq"].shape) for s in samples} | {tuple(s["gt"].shape) for s in samples}
+    if len(shapes) > 1:
+        names = ", ".join(f"{s['name']} {tuple(s['gt'].shape)}" for s in samples)
+        raise ValueError(f"cannot batch images of different sizes ({names}); use a batch size of 1 for full images "
+                         "(val_batch_size=1) or give the dataset a crop_size / patch_size")
+    return default_collate(samples)
+
+
+def _as_list(datasets: DatasetOrList | None) -> list[Dataset]:
+    if datasets is None:
+        return []
+    if isinstance(datasets, Dataset):
+        return [datasets]
+    return list(datasets)  # list, tuple or an OmegaConf ListConfig of datasets
+
+
+def _task_name(dataset: Dataset) -> str:
+    return str(getattr(dataset, "task_name", "restore"))
+
+
+class RestorationDataModule(LightningDataModule):
+    """Train / val / test loaders over restoration datasets.
+
+    Args:
+        train: training dataset, or a list of them (all-in-one: concatenated, shuffled together).
+        val: validation dataset(s); must be deterministic (seeded, no random crops or flips), so
+            every validation pass sees identical inputs. Full images or fixed centre crops.
+        test: test dataset(s); ``None`` = ``val``.
+        batch_size: training batch size.
+        val_batch_size: validation/test batch size; 1 because full images differ in size.
+        num_workers: loader worker processes (0 = load in the main process).
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep workers between epochs; ``None`` = whenever ``num_workers > 0``.
+
+    Raises:
+        ValueError: no validation dataset, or a validation/test dataset that is random.
+    """
+
+    def __init__(
+        self,
+        train: DatasetOrList | None,
+        val: DatasetOrList,
+        test: DatasetOrList | None = None,
+        batch_size: int = 8,
+        val_batch_size: int = 1,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool | None = None,
+    ) -> None:
+        super().__init__()
+        train_sets, val_sets = _as_list(train), _as_list(val)
+        test_sets = _as_list(test) if test is not None else val_sets
+        if not val_sets:
+            raise ValueError("RestorationDataModule needs a validation dataset (val)")
+        for split, datasets in (("val", val_sets), ("test", test_sets)):
+            for ds in datasets:
+                if not getattr(ds, "is_deterministic", True):
+                    raise ValueError(
+                        f"{split} dataset {type(ds).__name__} is random ({ds!r}); validation and test sets need a "
+                        "seed and no patch_size/augment, so every pass sees identical inputs")
+        self._task_names = list(dict.fromkeys(_task_name(ds) for ds in train_sets + val_sets + test_sets))
+        self.train_dataset = self._combine(train_sets)
+        self.val_dataset = self._combine(val_sets)
+        self.test_dataset = self._combine(test_sets)
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        # persistent workers need workers at all
+        self.persistent_workers = (num_workers > 0) and (persistent_workers is None or persistent_workers)
+
+    @property
+    def task_names(self) -> list[str]:
+        """Names of the task ids in batches (``batch["task"] == i`` ↔ ``task_names[i]``)."""
+        return list(self._task_names)
+
+    def _combine(self, datasets: list[Dataset]) -> Dataset | None:
+        if not datasets:
+            return None
+        tagged = [TaskTaggedDataset(ds, self._task_names.index(_task_name(ds))) for ds in datasets]
+        return tagged[0] if len(tagged) == 1 else ConcatDataset(tagged)
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            # training: equal-size batches; an epoch shorter than a batch still yields one
+            drop_last=shuffle and len(dataset) >= batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate_samples,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("RestorationDataModule was built without a training dataset (train=None)")
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, self.val_batch_size, shuffle=False)

@@ -1,0 +1,62 @@
+"""Tiny on-disk datasets in each supported layout, written with PIL into temporary folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_png(path: Path, size: tuple[int, int] = (24, 20), seed: int = 0, gray: bool = False) -> Path:
+    """A smooth random image of ``size`` = (width, height), so blur/crop tests have structure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    coarse = rng.random((max(2, h // 4), max(2, w // 4), 1 if gray else 3))
+    img = Image.fromarray((coarse * 255).astype(np.uint8).squeeze()).resize((w, h), Image.BILINEAR)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def make_png():
+    return write_png
+
+
+@pytest.fixture
+def paired_dirs(tmp_path) -> tuple[Path, Path]:
+    """lq/ and gt/ with three matching stems."""
+    for i in range(3):
+        write_png(tmp_path / "lq" / f"{i}.png", seed=i)
+        write_png(tmp_path / "gt" / f"{i}.png", seed=10 + i)
+    return tmp_path / "lq", tmp_path / "gt"
+
+
+def build_layouts(root: Path) -> Path:
+    """Every layout the data configs expect, under ``root`` (a stand-in for paths.data_dir)."""
+    for split in ("train", "test"):
+        for seq in ("GOPR0001_00", "GOPR0002_00"):
+            for k in range(2):
+                write_png(root / "GoPro_Large" / split / seq / "blur" / f"{k:06d}.png", (40, 36), seed=k)
+                write_png(root / "GoPro_Large" / split / seq / "sharp" / f"{k:06d}.png", (40, 36), seed=k + 5)
+    for k in range(1, 3):  # Rain100 in the JORDER naming and in the inputcrop/cleancrop naming
+        write_png(root / "RainTrainL" / "rainy" / f"rain-{k}.png", seed=k)
+        write_png(root / "RainTrainL" / "norain" / f"norain-{k}.png", seed=k + 5)
+        write_png(root / "Rain100L" / "inputcrop" / f"{k}.png", seed=k)
+        write_png(root / "Rain100L" / "cleancrop" / f"{k}.png", seed=k + 5)
+    for sots in ("RESIDE/OTS", "SOTS/outdoor"):
+        for k in range(1, 3):
+            write_png(root / sots / "clear" / f"{k:04d}.png", seed=k)
+            for beta in ("0.8_0.2", "0.9_0.1"):
+                write_png(root / sots / "hazy" / f"{k:04d}_{beta}.png", seed=k + 7)
+    for k in range(3):
+        write_png(root / "BSD400" / f"test_{k:03d}.png", (32, 32), seed=k)
+        write_png(root / "CBSD68" / f"{k}.png", (32, 28), seed=k + 3)
+    return root
+
+
+@pytest.fixture
+def data_root(tmp_path) -> Path:
+    return build_layouts(tmp_path / "data")

@@ -1,0 +1,81 @@
+"""Every config file instantiates; every experiment runs one batch (`++trainer.fast_dev_run=true`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIGS = ROOT / "configs"
+EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in
+                     (CONFIGS / "experiment").rglob("*.yaml"))
+NETS = sorted(p.stem for p in (CONFIGS / "model" / "net").glob("*.yaml"))
+# data configs that need a dataset on disk are covered by tests/data on temporary folders
+LOCAL_DATA = ["embedded"]
+
+
+def _semiblind_inputs(tmp: Path) -> list[str]:
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(tmp / "blurry.png")
+    kernel = np.zeros((5, 5))
+    kernel[2, :] = 1 / 5
+    np.savetxt(tmp / "kernel.txt", kernel)
+    return [f"data.image={tmp / 'blurry.png'}", f"data.kernel={tmp / 'kernel.txt'}"]
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_every_net_config_instantiates(compose, net):
+    cfg = compose("train", [f"model/net={net}"])
+    module = instantiate(cfg.model)
+    assert sum(p.numel() for p in module.net.parameters()) > 0
+
+
+@pytest.mark.parametrize("group", ["callbacks", "logger"])
+def test_callbacks_and_loggers_instantiate(compose, group):
+    cfg = compose("train", [])
+    built = [instantiate(node) for node in cfg[group].values()]
+    assert built
+
+
+@pytest.mark.parametrize("data", LOCAL_DATA)
+def test_data_configs_instantiate(compose, data):
+    dm = instantiate(compose("train", [f"data={data}"]).data)
+    assert dm.task_names
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu", "ddp"])
+def test_trainer_configs_compose(compose, trainer):
+    cfg = compose("train", [f"trainer={trainer}"])
+    assert cfg.trainer._target_.endswith("Trainer")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
+    from train import train
+
+    overrides = [f"experiment={experiment}", "++trainer.fast_dev_run=true", "++trainer.accelerator=cpu",
+                 "++data.num_workers=0"]
+    if experiment.startswith("semiblind/"):
+        overrides = overrides[:-1] + _semiblind_inputs(tmp_path)
+    train(compose("train", overrides))
+
+
+def test_eval_config_requires_checkpoint(compose):
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose("eval", [])
+    with pytest.raises(MissingMandatoryValue):
+        _ = cfg.ckpt_path
+
+
+def test_wrong_target_names_the_config_file(compose):
+    from restore.utils.config import ConfigError, instantiate_node
+
+    cfg = compose("train", ["model.net._target_=restore.models.nafnet.no_such_net"])
+    with pytest.raises(ConfigError, match=r"configs/model/net/nafnet_tiny.yaml"):
+        instantiate_node(cfg, "model.net")

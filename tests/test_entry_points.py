@@ -1,0 +1,59 @@
+"""train.py and eval.py as a user runs them (subprocesses, tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+QUICK = ["trainer.max_steps=12", "trainer.val_check_interval=6", "data.num_workers=0", "data.batch_size=2",
+         "callbacks.ema.decay=0.9", "++data.val.crop_size=64"]
+
+
+def run(script: str, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / script), *overrides], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+    return proc
+
+
+def test_train_then_eval_reproduces_val_metrics(tmp_path):
+    train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
+    proc = run("train.py", *QUICK, f"hydra.run.dir={train_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("cmd.txt", "config_resolved.yaml", ".hydra/config.yaml", "checkpoints/last.ckpt",
+                 "checkpoints/best.ckpt", "metrics.json", "metrics.md"):
+        assert (train_dir / name).exists(), name
+    assert list((train_dir / "tensorboard").rglob("events.out.tfevents*"))
+    assert (train_dir / "csv" / "metrics.csv").exists()
+    val = json.loads((train_dir / "metrics.json").read_text())
+    assert "RGB" in val["protocols"][0]
+
+    proc = run("eval.py", f"ckpt_path={train_dir / 'checkpoints' / 'last.ckpt'}", "save_images=true",
+               "++data.val.crop_size=64", "data.num_workers=0", f"hydra.run.dir={eval_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    test = json.loads((eval_dir / "metrics.json").read_text())
+    for name in ("psnr", "ssim", "psnr_input"):
+        assert test["metrics"]["all"][name] == pytest.approx(val["metrics"]["all"][name], abs=1e-3), name
+    assert len(list((eval_dir / "images").glob("*.png"))) >= 1
+    assert (eval_dir / "metrics.md").read_text().startswith("Protocols:")
+
+
+def test_missing_required_value_names_the_config_file(tmp_path):
+    proc = run("train.py", "data.batch_size=???", "data.num_workers=0", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "configs/data/embedded.yaml" in proc.stderr
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    proc = run("train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=3",
+               "trainer.val_check_interval=3", "data.num_workers=0", "data.batch_size=2",
+               "++data.val.crop_size=64", f"hydra.run.dir={tmp_path}", timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
