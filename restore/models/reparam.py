@@ -29,6 +29,8 @@ def reparameterize(model: nn.Module) -> nn.Module:
     for module in list(model.modules()):
         if module is model or id(module) in done or not hasattr(module, "reparameterize"):
             continue
+        # mark the sub-tree before the call too: the children it replaces must not be visited later
+        done.update(id(m) for m in module.modules())
         module.reparameterize()
         done.update(id(m) for m in module.modules())
     if hasattr(model, "reparameterize") and id(model) not in done:

@@ -8,7 +8,9 @@ blocks → decoder levels (1×1 conv + PixelShuffle(2) halving the width, skip f
 is a one-line config choice.
 
 Any input size works: the input is reflect-padded to a multiple of ``2**levels`` and the output is
-cropped back.
+cropped back. ``channels_last=True`` runs the whole network in the channels-last memory format
+(same weights, same result up to float rounding): on CPU, PyTorch's depthwise convolutions with
+large kernels are several times faster in that layout (see ``benchmarks/backbones.py``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class RestorationUNet(nn.Module):
         drop_path_rate: stochastic-depth rate, increasing linearly over encoder+middle blocks and
             mirrored in the decoder.
         global_residual: add the input to the output (the network predicts the residual).
+        channels_last: run in the channels-last memory format (the output is returned contiguous).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class RestorationUNet(nn.Module):
         skip: str = "add",
         drop_path_rate: float = 0.0,
         global_residual: bool = True,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         out_channels = out_channels or in_channels
@@ -86,6 +90,7 @@ class RestorationUNet(nn.Module):
         self.size_multiple = 2**levels
         self.skip = skip
         self.global_residual = global_residual
+        self.channels_last = channels_last
 
         def kwargs(level: int, dp: float) -> dict:
             kw = {"drop_path": dp}
@@ -94,7 +99,7 @@ class RestorationUNet(nn.Module):
             return kw
 
         n_down = sum(enc_blocks) + middle_blocks
-        rates = torch.linspace(0, drop_path_rate, n_down).tolist() if n_down else []
+        rates = torch.linspace(0, drop_path_rate, n_down, device="cpu").tolist() if n_down else []
         it = iter(rates)
 
         self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
@@ -121,6 +126,8 @@ class RestorationUNet(nn.Module):
         """(B, C_in, H, W) → (B, C_out, H, W), any H and W."""
         h, w = x.shape[-2:]
         inp = pad_to_multiple(x, self.size_multiple)
+        if self.channels_last:
+            inp = inp.contiguous(memory_format=torch.channels_last)
         feat = self.intro(inp)
         skips = []
         for enc, down in zip(self.encoders, self.downs):
@@ -135,4 +142,5 @@ class RestorationUNet(nn.Module):
         out = self.outro(feat)
         if self.global_residual:
             out = out + inp
-        return out[..., :h, :w]
+        out = out[..., :h, :w]
+        return out.contiguous() if self.channels_last else out
