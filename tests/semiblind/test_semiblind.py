@@ -122,3 +122,11 @@ def test_lightning_run_writes_outputs(tmp_path):
     trainer.fit(model, dm)
     for name in ("restored.png", "residual.png", "residual.pt", "history.json", "curves.png"):
         assert (tmp_path / "run" / name).is_file(), name
+
+
+def test_residual_lr_sets_its_own_param_group():
+    cfg = config_from("fast", **{k_: v for k_, v in TINY.items() if k_ not in ("preset", "device")},
+                      residual_lr=1e-4, iterations=1)
+    model = DeepResidualPrior(torch.rand(1, 1, 32, 32), torch.ones(3, 3) / 9, cfg, seed=0)
+    opt = torch.optim.Adam(model.parameters_groups(), lr=cfg.lr)
+    assert [g["lr"] for g in opt.param_groups] == [cfg.lr, 1e-4]
