@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread: tiny tensors gain nothing from two, and two threads stall badly on a shared CPU
+torch.set_num_threads(1)
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path):

@@ -68,7 +68,7 @@ class NAFBlock(nn.Module):
 
 def nafnet(in_channels: int = 3, width: int = 32, enc_blocks=(2, 2, 4, 8), middle_blocks: int = 12,
            dec_blocks=(2, 2, 2, 2), drop_path_rate: float = 0.0, **kwargs) -> RestorationUNet:
-    """NAFNet on the shared U-Net skeleton (defaults: NAFNet-width32 of the paper, 17.1M params)."""
+    """NAFNet on the shared U-Net skeleton (defaults: NAFNet-width32 of the paper: 29.2M params, 16 GMACs at 256²)."""
     return RestorationUNet(NAFBlock, in_channels=in_channels, width=width, enc_blocks=enc_blocks,
                            middle_blocks=middle_blocks, dec_blocks=dec_blocks,
                            drop_path_rate=drop_path_rate, skip="add", **kwargs)
