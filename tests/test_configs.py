@@ -62,6 +62,10 @@ def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
                  "++data.num_workers=0"]
     if experiment.startswith("semiblind/"):
         overrides = overrides[:-1] + _semiblind_inputs(tmp_path)
+    else:
+        # GPU-sized experiments (bf16, 16×128² batches) would take minutes on one CPU thread:
+        # one fp32 step on a small batch still builds and runs every configured object
+        overrides += ["++trainer.precision=32-true", "++data.batch_size=2", "++data.train.patch_size=64"]
     train(compose("train", overrides))
 
 
