@@ -2,7 +2,8 @@
 
 One architecture per module (``nafnet``, ``convnext``, ``inceptionnext``, ``unireplknet``), each with a
 factory that a ``configs/model/net/*.yaml`` targets; ``reparam`` converts trained networks to their
-deploy form, ``summary`` counts parameters and MACs. (The NAFNet factory stays
+deploy form, ``summary`` counts parameters and MACs (``python -m restore.models.summary``; not imported
+here so that ``-m`` runs it cleanly). (The NAFNet factory stays
 ``restore.models.nafnet.nafnet``: re-exporting it here would shadow its module.)
 """
 
@@ -10,7 +11,6 @@ from restore.models.convnext import ConvNeXtBlock, convnext_unet
 from restore.models.inceptionnext import MetaNeXtBlock, inceptionnext_unet
 from restore.models.nafnet import NAFBlock
 from restore.models.reparam import is_reparameterizable, reparameterize
-from restore.models.summary import summarize
 from restore.models.unet import RestorationUNet
 from restore.models.unireplknet import DilatedReparamBlock, UniRepLKNetBlock, unireplk_unet
 
@@ -26,5 +26,4 @@ __all__ = [
     "unireplk_unet",
     "reparameterize",
     "is_reparameterizable",
-    "summarize",
 ]

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from restore.semiblind.api import check_inputs
 from restore.semiblind.kernels import as_kernel
 from restore.semiblind.solver import DeepResidualPrior, DRPConfig, psnr
-from restore.utils.image import read_image, to_tensor, write_image
+from restore.utils.image import to_tensor, write_image
 
 __all__ = ["SingleImageDataModule", "SemiBlindDRPModule"]
 

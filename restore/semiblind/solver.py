@@ -24,11 +24,10 @@ Departures from the official code, each fixing a pitfall:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from restore.semiblind.networks import SkipNet

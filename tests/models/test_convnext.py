@@ -10,15 +10,6 @@ from restore.models.convnext import ConvNeXtBlock, convnext_unet
 from restore.models.reparam import reparameterize
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # on a shared 2-core machine, 2 OpenMP threads stall on each other: tiny convs run 10× slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_block_follows_the_paper():
     block = ConvNeXtBlock(16)
     assert block.dwconv.kernel_size == (7, 7) and block.dwconv.groups == 16

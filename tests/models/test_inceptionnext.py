@@ -10,15 +10,6 @@ from restore.models.inceptionnext import InceptionDWConv2d, MetaNeXtBlock, incep
 from restore.models.reparam import reparameterize
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # on a shared 2-core machine, 2 OpenMP threads stall on each other: tiny convs run 10× slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_token_mixer_shapes_and_split():
     mixer = InceptionDWConv2d(16, square_kernel_size=3, band_kernel_size=9)
     assert mixer.split_indexes == (10, 2, 2, 2)

@@ -12,15 +12,6 @@ from restore.models.summary import count_macs, main, net_config_names, summarize
 from restore.models.unireplknet import unireplk_unet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # on a shared 2-core machine, 2 OpenMP threads stall on each other: tiny convs run 10× slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_macs_of_known_layers():
     conv = nn.Conv2d(3, 8, 3, padding=1)
     assert count_macs(conv, (2, 3, 10, 12)) == 2 * 8 * 3 * 9 * 10 * 12

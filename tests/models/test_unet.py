@@ -10,15 +10,6 @@ from restore.models.reparam import is_reparameterizable, reparameterize
 from restore.models.unet import RestorationUNet, pad_to_multiple
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # on a shared 2-core machine, 2 OpenMP threads stall on each other: tiny convs run 10× slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class RecordingBlock(nn.Module):
     """A block that records what the skeleton passes it."""
 

@@ -22,15 +22,6 @@ from restore.models.unireplknet import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # on a shared 2-core machine, 2 OpenMP threads stall on each other: tiny convs run 10× slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 RTOL = 1e-5
 
 
