@@ -69,6 +69,9 @@ class RestorationDataModule(LightningDataModule):
         num_workers: loader worker processes (0 = load in the main process).
         pin_memory: pin batches for faster host-to-GPU copies.
         persistent_workers: keep workers between epochs; ``None`` = whenever ``num_workers > 0``.
+        root: the dataset folder, for layouts whose splits share one (GoPro): the split configs
+            interpolate it (``root: ${data.root}``), so ``data.root=<path>`` moves them all. Recorded
+            only; the datasets themselves check it.
 
     Raises:
         ValueError: no validation dataset, or a validation/test dataset that is random.
@@ -84,8 +87,10 @@ class RestorationDataModule(LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         persistent_workers: bool | None = None,
+        root: str | None = None,
     ) -> None:
         super().__init__()
+        self.root = root
         train_sets, val_sets = _as_list(train), _as_list(val)
         test_sets = _as_list(test) if test is not None else val_sets
         if not val_sets:

@@ -50,3 +50,14 @@ def test_missing_data_folder_names_path_and_layout(compose, tmp_path):
     cfg = compose("train", ["data=gopro", f"paths.data_dir={tmp_path}"])
     with pytest.raises(InstantiationException, match=rf"GoPro root {tmp_path / 'GoPro_Large'} not found; expected"):
         instantiate(cfg.data)
+
+
+def test_gopro_root_override_moves_every_split(compose, data_root, tmp_path):
+    moved = tmp_path / "elsewhere"
+    (data_root / "GoPro_Large").rename(moved)
+    cfg = compose("train", ["data=gopro", f"data.root={moved}", "data.num_workers=0", "data.val.crop_size=16",
+                            "data.train.patch_size=16"])
+    dm = instantiate(cfg.data)
+    assert dm.root == str(moved)
+    splits = (dm.train_dataset, dm.val_dataset, dm.test_dataset)  # each wrapped with its task id
+    assert all(Path(ds.dataset.root) == moved for ds in splits)
