@@ -60,3 +60,25 @@ class PairDataset(Dataset):
 @pytest.fixture
 def pair_dataset():
     return PairDataset
+
+
+@pytest.fixture
+def torch_hub_dir(tmp_path):
+    """An empty torch hub cache for the test (restored afterwards)."""
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(old)
+
+
+@pytest.fixture
+def lpips_weights(torch_hub_dir):
+    """Stand-in ImageNet AlexNet weights (seeded random) where LPIPS looks for them: the real LPIPS code
+    path runs without a download."""
+    from torchvision.models import AlexNet_Weights, alexnet
+
+    torch.manual_seed(0)
+    path = torch_hub_dir / "checkpoints" / Path(AlexNet_Weights.DEFAULT.url).name
+    path.parent.mkdir(parents=True)
+    torch.save(alexnet().state_dict(), path)
+    return path

@@ -9,7 +9,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from restore.metrics import ImageQualityMetrics
+from restore.metrics import ImageQualityMetrics, check_lpips_weights
 from restore.utils.image import write_image
 
 __all__ = ["RestorationModule", "NonFiniteLossError", "batch_size_of"]
@@ -65,6 +65,9 @@ class RestorationModule(LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.metric_configs = [dict(m) for m in metrics]
+        for cfg in self.metric_configs:
+            if cfg.get("lpips"):
+                check_lpips_weights(cfg["lpips"])  # at start-up, not at the first validation
         self.task_names = list(task_names) if task_names else None
         self.log_images = log_images
         self.save_images_dir = save_images_dir
@@ -91,7 +94,7 @@ class RestorationModule(LightningModule):
     @property
     def protocols(self) -> list[str]:
         """The protocol of each metric group, in words (first one drives checkpointing)."""
-        return [ImageQualityMetrics(**cfg).description for cfg in self.metric_configs]
+        return [ImageQualityMetrics.describe(**cfg) for cfg in self.metric_configs]
 
     # -- steps -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

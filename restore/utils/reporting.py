@@ -41,8 +41,8 @@ def print_metrics(groups: dict[str, dict[str, float]], title: str, protocols: li
         for name in names:
             base, _, suffix = name.partition("_")
             inp = values.get(f"{base}_input{'_' + suffix if suffix else ''}", math.nan)
-            cells += [f"{inp:.4f}" if "ssim" in name else f"{inp:.2f}",
-                      f"{values.get(name, math.nan):.4f}" if "ssim" in name else f"{values.get(name, math.nan):.2f}"]
+            fmt = ".2f" if base == "psnr" else ".4f"  # dB; SSIM and LPIPS are fractions
+            cells += [f"{inp:{fmt}}", f"{values.get(name, math.nan):{fmt}}"]
         table.add_row(group, *cells)
     Console().print(table)
 

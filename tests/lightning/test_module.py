@@ -14,15 +14,14 @@ NET_CONFIG = {"_target_": "restore.models.nafnet.nafnet", "in_channels": 3, "wid
               "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1]}
 
 
-def make_module(seed=0, lr=2e-3, loss=None):
+def make_module(seed=0, lr=2e-3, loss=None, metrics=({"protocol": "rgb"}, {"protocol": "y", "crop_border": 2})):
     torch.manual_seed(seed)
     cfg = {k: v for k, v in NET_CONFIG.items() if k != "_target_"}
     return RestorationModule(
         net=nafnet(**cfg), loss=loss or RestorationLoss(torch.nn.L1Loss()),
         optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=1e-4),
         scheduler=partial(warmup_cosine, warmup_steps=2, min_lr=1e-5),
-        metrics=[{"protocol": "rgb"}, {"protocol": "y", "crop_border": 2}],
-        net_config=NET_CONFIG)
+        metrics=list(metrics), net_config=NET_CONFIG)
 
 
 def make_trainer(tmp_path, max_steps, callbacks=(), **kw):
@@ -61,6 +60,17 @@ def test_training_steps_lower_the_loss_and_log_input_and_output_psnr(tmp_path, p
     for key in ("val/psnr", "val/psnr_input", "val/ssim", "val/psnr_y2", "val/ssim_input_y2"):
         assert key in metrics, key
     assert metrics["val/psnr"] > metrics["val/psnr_input"]
+
+
+def test_lpips_is_checked_at_start_up_and_logged_for_input_and_output(tmp_path, pair_dataset, lpips_weights):
+    lpips_metrics = [{"protocol": "rgb", "lpips": "alex"}]
+    hidden = lpips_weights.rename(tmp_path / "elsewhere.pth")
+    with pytest.raises(FileNotFoundError, match=lpips_weights.name):
+        make_module(metrics=lpips_metrics)  # before any training step is spent
+    hidden.rename(lpips_weights)
+    trainer = make_trainer(tmp_path, 1, enable_checkpointing=False)
+    trainer.validate(make_module(metrics=lpips_metrics), datamodule(pair_dataset))
+    assert {"val/lpips", "val/lpips_input", "val/psnr"} <= set(trainer.callback_metrics)
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, pair_dataset):

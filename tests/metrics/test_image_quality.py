@@ -67,3 +67,26 @@ def test_bad_input():
         ImageQualityMetrics("lab")
     with pytest.raises(ValueError, match="shapes differ"):
         ImageQualityMetrics().update(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
+
+
+
+def test_lpips_without_cached_weights_names_the_file(torch_hub_dir):
+    with pytest.raises(FileNotFoundError, match=rf"{torch_hub_dir / 'checkpoints' / 'alexnet-owt-7be5be79.pth'}"):
+        ImageQualityMetrics("rgb", lpips="alex")
+    with pytest.raises(ValueError, match="lpips must be one of"):
+        ImageQualityMetrics("rgb", lpips="resnet")
+
+
+def test_lpips_from_cached_weights_orders_distortions(lpips_weights):
+    metric = ImageQualityMetrics("y", crop_border=2, lpips="alex")
+    assert "LPIPS-alex" in metric.description and metric.higher_is_better["lpips"] is False
+    _, gt = _pair(2, (2, 3, 64, 64), 0.0)
+    scores = []
+    for noise in (0.0, 0.05, 0.2):
+        metric.reset()
+        metric.update((gt + noise * torch.randn_like(gt)).clamp(0, 1), gt)
+        scores.append(metric.compute()["lpips"].item())
+    assert scores[0] == pytest.approx(0.0, abs=1e-6) and scores[0] < scores[1] < scores[2]
+    metric.reset()
+    metric.update(gt[:, :1] * 0.5, gt[:, :1])  # gray images are repeated to RGB
+    assert metric.compute()["lpips"].item() > 0
