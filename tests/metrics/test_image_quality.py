@@ -69,7 +69,6 @@ def test_bad_input():
         ImageQualityMetrics().update(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
 
 
-
 def test_lpips_without_cached_weights_names_the_file(torch_hub_dir):
     with pytest.raises(FileNotFoundError, match=rf"{torch_hub_dir / 'checkpoints' / 'alexnet-owt-7be5be79.pth'}"):
         ImageQualityMetrics("rgb", lpips="alex")
