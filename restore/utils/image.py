@@ -91,7 +91,7 @@ def _pil_to_array(img: Image.Image, channels: int | None = None, what: str = "PI
                              "range [0, 65535] this toolkit reads mode 'I' in")
         arr = raw.astype(np.float32) / 65535.0
     elif mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
+        arr = np.array(img, dtype=np.float32)  # a copy: PIL's buffer is read-only
         _check_float_range(arr, what)
     elif mode in _GRAY_MODES or channels == 1:  # RGB → gray by PIL's ITU-R 601-2 luma, as before
         arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
