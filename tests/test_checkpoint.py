@@ -238,3 +238,11 @@ def test_pruned_sparse_export_is_densified_by_the_pruning_package(tmp_path, monk
     monkeypatch.setitem(sys.modules, "restore.pruning.sparse", None)  # the pruning package absent
     with pytest.raises(OSError, match="sparse.safetensors.*restore-sparse"):
         restore.load_model(path)
+
+
+def test_weights_of_a_refused_file_load_into_a_given_net_without_its_config(tmp_path):
+    state, config = tiny_nafnet_state()
+    path = write_weights(tmp_path / "odd.safetensors", {**config, "block": OPEN}, state)
+    net = restore.load_model(path, net=build_net(config))
+    assert not hasattr(net, "net_config")  # the refused config is not kept for re-export
+    torch.testing.assert_close(net.intro.weight, state["intro.weight"])
