@@ -59,7 +59,8 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, t
     """(B, C, H, W) in [0, 1] → restored (B, C, H, W) in [0, 1], on ``x``'s device.
 
     Raises:
-        ValueError: ``x`` is not 4-D or is empty (a zero batch, channel count, height or width).
+        ValueError: ``x`` is not 4-D, is empty (a zero batch, channel count, height or width) or
+            holds NaN/Inf.
         NonFiniteOutputError: the network's output holds NaN or Inf (the model's file is named
             when it came from :func:`restore.load_model`).
     """
@@ -67,6 +68,8 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, t
         raise ValueError(f"expected (B, C, H, W), got shape {tuple(x.shape)}")
     if 0 in x.shape:
         raise ValueError(f"empty image: shape {tuple(x.shape)} (batch, channels, height and width must be > 0)")
+    if not torch.isfinite(x).all():  # else a NaN input would be blamed on the network below
+        raise ValueError("image tensor contains NaN or Inf values")
     param = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (param.device if param is not None else x.device)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32

@@ -189,3 +189,8 @@ def test_non_finite_output_names_the_model_file(tmp_path):
         restore.restore_image(model, torch.rand(3, 16, 16))
     with pytest.raises(RuntimeError, match="NaN or Inf"):
         restore.restore_image(model, torch.rand(3, 16, 16), tile=8, tile_overlap=2)
+
+
+def test_non_finite_input_is_blamed_on_the_input(net):
+    with pytest.raises(ValueError, match="image tensor contains NaN"):
+        restore_tensor(net, torch.full((1, 3, 8, 8), float("nan")))
