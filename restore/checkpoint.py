@@ -133,6 +133,8 @@ def check_net_config(config: Any, source: str | Path = "the stored config") -> N
     if not isinstance(config, Mapping) or "_target_" not in config:
         raise UnsafeCheckpointError(f"{source}: the stored network config must be a mapping with a `_target_`, "
                                     f"got {type(config).__name__}")
+    if config.get("_partial_") is True:
+        raise _refuse(str(source), "net_config._partial_", "the network itself cannot be a partial")
     try:
         _check_node(config, "net_config", str(source))
     except RecursionError:
@@ -264,7 +266,10 @@ def build_net(config: Mapping, deploy: bool = False, source: str | Path = "the s
     has a ``deploy`` parameter.
     """
     check_net_config(config, source)
-    return instantiate(_with_deploy(config, deploy))
+    net = instantiate(_with_deploy(config, deploy))
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"{source}: the stored network config built a {type(net).__name__}, not an nn.Module")
+    return net
 
 
 def _with_deploy(config: Mapping, deploy: bool) -> dict:

@@ -91,6 +91,8 @@ OPEN = {"_target_": "builtins.open", "file": "victim.txt", "mode": "w"}
     ({**TINY_UNET, "_target_": "restore.models.unet.RestorationUNet.__init__"}, "not an allowed"),
     ({**TINY_UNET, "_target_": " restore.models.unet.RestorationUNet"}, "not an allowed"),
     ([TINY_UNET], "must be a mapping"),
+    ({**TINY_UNET, "_partial_": True}, "cannot be a partial"),
+    ({**TINY_UNET, "block": {"_target_": "restore.models.nafnet.NAFBlock", "_partial_": "yes"}}, "true or false"),
 ])
 def test_every_nested_target_and_special_key_is_checked(config, named):
     with pytest.raises(UnsafeCheckpointError, match=named) as err:
