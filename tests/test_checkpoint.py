@@ -163,7 +163,7 @@ def test_skeleton_plus_block_config_round_trips_in_deploy_form(tmp_path, block):
 
 
 def tiny_nafnet_state() -> tuple[dict, dict]:
-    config = {**TINY_UNET, "_target_": "restore.models.nafnet.nafnet"}
+    config = {**TINY_UNET, "block": {"_target_": "restore.models.nafnet.NAFBlock", "_partial_": True}}
     return build_net(config).state_dict(), config
 
 

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 import restore
+from restore.checkpoint import build_net
 from restore.inference import restore_tensor
 from restore.models.nafnet import nafnet
 
@@ -178,10 +179,9 @@ def test_gray_16bit_png_through_rgb_net_is_not_white(net, tmp_path):
 
 
 def test_non_finite_output_names_the_model_file(tmp_path):
-    config = {"_target_": "restore.models.nafnet.nafnet", "in_channels": 3, "width": 8, "enc_blocks": [1],
-              "middle_blocks": 1, "dec_blocks": [1]}
-    path = restore.export_model(nafnet(width=8, enc_blocks=[1], middle_blocks=1, dec_blocks=[1]),
-                                tmp_path / "model.safetensors", net_config=config)
+    config = {"_target_": "restore.models.unet.RestorationUNet", "width": 8, "enc_blocks": [1], "middle_blocks": 1,
+              "block": {"_target_": "restore.models.nafnet.NAFBlock", "_partial_": True}}
+    path = restore.export_model(build_net(config), tmp_path / "model.safetensors", net_config=config)
     model = restore.load_model(path)
     with torch.no_grad():
         model.outro.bias.fill_(float("nan"))  # corrupted after loading
