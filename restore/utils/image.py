@@ -7,15 +7,13 @@ kind, with the dtype (or PIL mode) it came in. :func:`to_tensor` records the kin
 
 Scale per dtype (the network works on float in [0, 1]):
 
-==========================================  ==============================================
-uint8 (numpy, tensor; PIL ``L``/``RGB``…)   divided by 255
-uint16 (numpy, tensor; PIL ``I;16``)        divided by 65535 (PIL ``I``, e.g. a 16-bit PGM,
-                                            likewise: its values must lie in [0, 65535])
-float16/32/64 (numpy, tensor; PIL ``F``)    used as is: must already lie in [0, 1], within
-                                            ±:data:`FLOAT_TOLERANCE`; 0–255 data is refused
-                                            (divide it by 255 first)
-bool, int8/16/32/64, uint32/64, complex     refused (TypeError): no scale is implied
-==========================================  ==============================================
+* uint8 (numpy, tensor; 8-bit PIL modes and files): divided by 255;
+* uint16 (numpy, tensor; PIL ``I;16``, 16-bit PNG/TIFF; 16-bit PGM, which Pillow opens in mode
+  ``I`` scaled to 0–65535): divided by 65535;
+* float16/32/64 (numpy, tensor; PIL ``F``): used as is, so it must already lie in [0, 1] (within
+  ±:data:`FLOAT_TOLERANCE`); 0–255 data is refused (divide it by 255 first);
+* bool, int8/16/32/64, uint32/64, complex, other PIL ``I`` (32-bit int) images: refused
+  (TypeError), no scale is implied.
 
 Empty images (a zero height, width or channel count) and NaN/Inf values are refused
 (ValueError naming the shape).
@@ -84,12 +82,11 @@ def _pil_to_array(img: Image.Image, channels: int | None = None, what: str = "PI
     mode = img.mode
     if mode.startswith("I;16"):
         arr = np.asarray(img).astype(np.float32) / 65535.0
-    elif mode == "I":  # 32-bit int: Pillow's mode for 16-bit PGMs (scaled by Pillow to 0–65535)
-        raw = np.asarray(img)
-        if raw.size and (raw.min() < 0 or raw.max() > 65535):
-            raise ValueError(f"{what}: 32-bit integer values in [{raw.min()}, {raw.max()}] are outside the 16-bit "
-                             "range [0, 65535] this toolkit reads mode 'I' in")
-        arr = raw.astype(np.float32) / 65535.0
+    elif mode == "I":
+        if img.format != "PPM":  # 32-bit int TIFFs, images built from int32 arrays: no implied scale
+            raise TypeError(f"{what}: 32-bit integer (PIL mode 'I') images have no implied scale: give uint16 "
+                            "(0–65535), uint8 or float in [0, 1]")
+        arr = np.asarray(img).astype(np.float32) / 65535.0  # Pillow scales 16-bit PGM/PPM samples to 0–65535
     elif mode == "F":
         arr = np.array(img, dtype=np.float32)  # a copy: PIL's buffer is read-only
         _check_float_range(arr, what)

@@ -156,3 +156,11 @@ def test_float_tensors_come_back_in_their_dtype(dtype):
 def test_empty_images_are_refused_naming_the_shape(image):
     with pytest.raises(ValueError, match=r"empty: shape \("):
         to_tensor(image)
+
+
+def test_16bit_pgm_is_read_at_16_bits_and_int32_images_are_refused(tmp_path):
+    path = tmp_path / "g.pgm"
+    path.write_bytes(b"P5\n3 1\n65535\n" + np.array([0, 1000, 65535], ">u2").tobytes())
+    np.testing.assert_allclose(read_image(path)[0, 0].numpy(), [0, 1000 / 65535, 1], atol=1e-6)
+    with pytest.raises(TypeError, match="mode 'I'"):
+        to_tensor(Image.fromarray(np.array([[0, 200]], np.int32)))
