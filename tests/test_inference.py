@@ -165,7 +165,8 @@ def test_every_kind_comes_back_in_its_dtype(net):
         out = restore.restore_image(net, arr)
         assert out.dtype == arr.dtype and out.shape == arr.shape
     for mode, arr in (("I;16", (rng.random((9, 11)) * 65535).astype(np.uint16)),
-                      ("F", rng.random((9, 11)).astype(np.float32)), ("L", (rng.random((9, 11)) * 255).astype(np.uint8))):
+                      ("F", rng.random((9, 11)).astype(np.float32)),
+                      ("L", (rng.random((9, 11)) * 255).astype(np.uint8))):
         out = restore.restore_image(net, Image.fromarray(arr))
         assert out.mode == mode and out.size == (11, 9)
 

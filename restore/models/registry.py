@@ -58,7 +58,10 @@ def register_network(target: str | T) -> str | T:
     Raises:
         ValueError: not a dotted name (``"pkg.module.Name"``), or a function defined inside another one.
     """
-    name = target if isinstance(target, str) else f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
+    if isinstance(target, str):
+        name = target
+    else:
+        name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
     if not _DOTTED_NAME.match(name):
         raise ValueError(f"register_network needs a dotted name like 'mypkg.nets.MyNet' or a module-level "
                          f"class/function, got {target!r}")
