@@ -17,7 +17,7 @@ import hydra  # noqa: E402
 import lightning as L  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from restore.checkpoint import load_model  # noqa: E402
+from restore.checkpoint import MissingNetConfigError, load_model  # noqa: E402
 from restore.utils.config import instantiate_node, record_run  # noqa: E402
 from restore.utils.reporting import print_metrics, split_metrics, write_metrics  # noqa: E402
 
@@ -31,9 +31,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     record_run(output_dir, cfg)
 
-    try:  # the checkpoint knows its architecture; the configured model/net is the fallback
+    # The checkpoint knows its architecture; the configured model/net is the fallback only for files
+    # that store no config. A refused config (untrusted _target_), a corrupt file or non-finite
+    # weights end the run with their own message.
+    try:
         net = load_model(cfg.ckpt_path, deploy=cfg.deploy)
-    except ValueError:
+    except MissingNetConfigError:
+        log.info("%s stores no network config: building model.net from the config", cfg.ckpt_path)
         net = load_model(cfg.ckpt_path, net=instantiate_node(cfg, "model.net"), deploy=cfg.deploy)
     log.info("Network <%s> from %s%s", type(net).__name__, cfg.ckpt_path, " (deploy form)" if cfg.deploy else "")
     datamodule = instantiate_node(cfg, "data")

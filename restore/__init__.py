@@ -6,15 +6,20 @@ Python API::
     net = restore.load_model("outputs/train/<run>/checkpoints/best.ckpt")
     clean = restore.restore_image(net, "noisy.png", tile=512)   # same kind as the input
     restore.export_model(restore.reparameterize(net), "net_deploy.safetensors")
+
+Loading never runs code from the file: a stored config may only name the toolkit's networks and
+blocks; ``restore.register_network("mypkg.nets.MyNet")`` allows one of your own (or pass ``net=``).
 """
 
 from restore.checkpoint import export_model, load_model
 from restore.inference import restore_image
+from restore.models.allowlist import register_network
 from restore.models.reparam import reparameterize
 
 __version__ = "0.1.0"
 
-__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "deblur_semiblind", "__version__"]
+__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "deblur_semiblind",
+           "__version__"]
 
 
 def __getattr__(name: str):

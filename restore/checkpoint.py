@@ -7,45 +7,75 @@ Two formats load:
   ``current_model_state``), and ``net_config`` the network's Hydra config;
 * an exported weights file (``.safetensors``) from :func:`export_model`, whose metadata holds the
   network's config and whether it is in deploy (re-parameterised) form.
+
+Loading never runs code from the file: the stored config is checked by :func:`check_net_config`
+(every ``_target_`` must be a toolkit network/block of :data:`restore.models.allowlist.TRUSTED_NETWORKS`
+or one registered with :func:`restore.register_network`; no interpolations) before
+``hydra.utils.instantiate`` sees it, and the weights must be finite.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import logging
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from safetensors import safe_open
+from hydra.utils import get_object, instantiate
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from restore.models.allowlist import is_trusted_target, trusted_targets
 from restore.models.reparam import reparameterize
 
-__all__ = ["load_model", "export_model", "read_checkpoint"]
+__all__ = ["load_model", "export_model", "read_checkpoint", "build_net", "check_net_config",
+           "UnsafeCheckpointError", "NonFiniteWeightsError", "MissingNetConfigError"]
 
 log = logging.getLogger(__name__)
 
+# Hydra's special keys a stored config may use; `_recursive_`, `_convert_` and anything else are refused.
+_SPECIAL_KEYS = ("_target_", "_partial_", "_args_")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A stored network config names something other than a trusted network constructor."""
+
+
+class NonFiniteWeightsError(ValueError):
+    """A weights file holds NaN or Inf values (a diverged run, or a corrupted file)."""
+
+
+class MissingNetConfigError(ValueError):
+    """The file stores no network config: the caller must give the network (``net=``)."""
+
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", ema: bool = True) -> tuple[dict, dict | None, bool]:
-    """→ (network state dict without the ``net.`` prefix, network config or None, deploy form?)."""
+    """→ (network state dict without the ``net.`` prefix, network config or None, deploy form?).
+
+    The config is returned as stored, unchecked: :func:`build_net` checks it before building.
+
+    Raises:
+        FileNotFoundError: no such file.
+        OSError: the file is corrupt, truncated or not a checkpoint (the message names it).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        config = json.loads(meta["net_config"]) if "net_config" in meta else None
-        return state, config, meta.get("deploy") == "true"
+        return _read_safetensors(path, map_location)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise OSError(f"Cannot read checkpoint {path} (weights_only=True): {err}") from err
+        raise OSError(f"Cannot read checkpoint {path}: {_torch_load_reason(err)}. The file is corrupt, truncated "
+                      "or not a checkpoint; only tensors and plain containers are ever loaded from it") from None
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dict")
+        raise OSError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dict")
     if "state_dict" in ckpt:
         state = ckpt["current_model_state"] if (not ema and "current_model_state" in ckpt) else ckpt["state_dict"]
     else:  # a bare state dict (BasicSR-style files keep it under "params" / "params_ema")
@@ -55,14 +85,113 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", ema: bool = Tru
     return state, ckpt.get("net_config"), bool(ckpt.get("deploy", False))
 
 
+def _read_safetensors(path: Path, map_location: Any) -> tuple[dict, dict | None, bool]:
+    try:
+        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as err:
+        raise OSError(f"Cannot read weights file {path}: {err} (corrupt or truncated .safetensors)") from None
+    if meta.get("format") == "restore-sparse":  # a pruned export: stored sparse, densified on load
+        try:
+            from restore.pruning.sparse import densify_state_dict
+        except ImportError as err:
+            raise OSError(f"{path} is a pruned sparse export (format 'restore-sparse'), but this install "
+                          f"cannot densify it ({err})") from err
+        state = densify_state_dict(state, meta)
+    try:
+        config = json.loads(meta["net_config"]) if "net_config" in meta else None
+    except json.JSONDecodeError as err:
+        raise OSError(f"{path}: its `net_config` metadata is not valid JSON ({err})") from None
+    return state, config, meta.get("deploy") == "true"
+
+
+def _torch_load_reason(err: Exception) -> str:
+    """torch.load's error, without its advice to retry with ``weights_only=False`` (which would run
+    code from the file) or to allowlist the file's globals."""
+    text = str(err)
+    detail = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, flags=re.S)
+    if detail:
+        text = detail.group(1)
+    text = re.split(r"\s*(?:Please use|Please file an issue|If you are seeing this error)", text)[0]
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if "weights_only" not in s]
+    return " ".join(sentences).strip().rstrip(".") or f"{type(err).__name__} (the file ends too early)"
+
+
+def check_net_config(config: Any, source: str | Path = "the stored config") -> None:
+    """Refuse a network config that could do anything but build a trusted network.
+
+    Every ``_target_`` (in dicts and lists, at any depth) must be a trusted network/block
+    constructor (:data:`~restore.models.allowlist.TRUSTED_NETWORKS`, or registered with
+    :func:`restore.register_network`); ``_partial_`` and ``_args_`` only sit next to such a
+    target; no other ``_special_`` key; no string holds an OmegaConf interpolation ``${…}``
+    (resolvers run code); leaves are str/int/float/bool/None. Nothing is imported or built here.
+
+    Raises:
+        UnsafeCheckpointError: naming the offending key or target and ``source`` (the file).
+    """
+    if not isinstance(config, Mapping) or "_target_" not in config:
+        raise UnsafeCheckpointError(f"{source}: the stored network config must be a mapping with a `_target_`, "
+                                    f"got {type(config).__name__}")
+    if config.get("_partial_") is True:
+        raise _refuse(str(source), "net_config._partial_", "the network itself cannot be a partial")
+    try:
+        _check_node(config, "net_config", str(source))
+    except RecursionError:
+        raise UnsafeCheckpointError(f"{source}: the stored network config is nested too deeply") from None
+
+
+def _refuse(source: str, where: str, why: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"{source}: refusing to build the network: {why} (at {where}). A weights file may only name the "
+        f"toolkit's networks and blocks ({', '.join(trusted_targets())}); for your own architecture pass "
+        f"`net=` to load_model or call restore.register_network('your.module.Net') first")
+
+
+def _check_node(node: Any, where: str, source: str) -> None:
+    if isinstance(node, Mapping):
+        for key in node:
+            if not isinstance(key, str):
+                raise _refuse(source, where, f"non-string key {key!r}")
+            if "${" in key:
+                raise _refuse(source, where, f"interpolation in key {key!r}")
+            if key.startswith("_") and key.endswith("_") and len(key) > 1 and key not in _SPECIAL_KEYS:
+                raise _refuse(source, f"{where}.{key}", f"special key {key!r} is not allowed in a stored config")
+        if "_target_" in node:
+            target = node["_target_"]
+            if not is_trusted_target(target):
+                raise _refuse(source, f"{where}._target_", f"_target_ {target!r} is not an allowed network constructor")
+        else:
+            for key in ("_partial_", "_args_"):
+                if key in node:
+                    raise _refuse(source, f"{where}.{key}", f"{key} without a _target_")
+        if "_partial_" in node and not isinstance(node["_partial_"], bool):
+            raise _refuse(source, f"{where}._partial_", f"_partial_ must be true or false, got {node['_partial_']!r}")
+        if "_args_" in node and not isinstance(node["_args_"], (list, tuple)):
+            raise _refuse(source, f"{where}._args_", "_args_ must be a list")
+        for key, value in node.items():
+            if key != "_target_":
+                _check_node(value, f"{where}.{key}", source)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _check_node(value, f"{where}[{i}]", source)
+    elif isinstance(node, str):
+        if "${" in node:
+            raise _refuse(source, where, f"interpolation in {node!r} (OmegaConf resolvers could run code)")
+    elif not (node is None or isinstance(node, (bool, int, float))):
+        raise _refuse(source, where, f"value of type {type(node).__name__} (only str, int, float, bool, None, "
+                                     "lists and mappings)")
+
+
 def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any = "cpu", deploy: bool = False,
                ema: bool = True, strict: bool = True) -> nn.Module:
-    """Load a trained network, in eval mode.
+    """Load a trained network, in eval mode; never runs code from the file.
 
     Args:
         path: a ``.ckpt`` from ``train.py`` or a ``.safetensors`` from :func:`export_model`.
         net: a network to load the weights into; by default it is built from the config stored
-            in the file.
+            in the file, which may only name the toolkit's networks and blocks or ones registered
+            with :func:`restore.register_network` (see :func:`check_net_config`).
         map_location: device for the weights (``"cpu"``, ``"cuda"``…).
         deploy: convert re-parameterisable blocks to their deploy form after loading.
         ema: use the EMA weights when the checkpoint has them (else the raw ones).
@@ -71,13 +200,29 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
 
     Returns:
         the network (``nn.Module``), eval mode, on ``map_location``; ``net.net_config`` holds its
-        config so :func:`export_model` can re-export it.
+        config so :func:`export_model` can re-export it, ``net.checkpoint_path`` the file.
+
+    Raises:
+        FileNotFoundError / OSError: missing, corrupt or truncated file (named).
+        UnsafeCheckpointError: the stored config names an untrusted constructor (nothing is built).
+        MissingNetConfigError: the file stores no config and no ``net`` was given.
+        NonFiniteWeightsError: a weight is NaN or Inf (the file and the first such tensor are named).
+        RuntimeError: missing/unexpected keys or shape mismatches with ``strict=True``.
     """
     state, config, is_deploy = read_checkpoint(path, map_location, ema)
     if net is None:
         if config is None:
-            raise ValueError(f"{path} stores no network config: pass the network to load into as `net=`")
-        net = build_net(config, deploy=is_deploy)
+            raise MissingNetConfigError(f"{path} stores no network config: pass the network to load into as `net=`")
+        check_net_config(config, path)
+    elif config is not None:
+        try:
+            check_net_config(config, path)
+        except UnsafeCheckpointError as err:  # the weights are usable; the config is not kept for re-export
+            log.warning("%s", err)
+            config = None
+    _check_finite(state, path)
+    if net is None:
+        net = build_net(config, deploy=is_deploy, source=path)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -96,24 +241,65 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
         is_deploy = True
     if config is not None:
         net.net_config = _with_deploy(config, is_deploy)
+    net.checkpoint_path = str(path)
     return net
+
+
+def _check_finite(state: dict, path: str | Path) -> None:
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and (tensor.is_floating_point() or tensor.is_complex()):
+            if not torch.isfinite(tensor).all():
+                kind = "NaN" if torch.isnan(tensor).any() else "Inf"
+                raise NonFiniteWeightsError(f"{path}: weight {name!r} {tuple(tensor.shape)} holds {kind} values "
+                                            "(a diverged run or a corrupted file)")
 
 
 def _head(keys: list[str], n: int = 8) -> str:
     return f"{keys[:n]}{f' (+{len(keys) - n} more)' if len(keys) > n else ''}"
 
 
-def build_net(config: dict, deploy: bool = False) -> nn.Module:
-    """Instantiate a network from its Hydra config (``deploy=True``: its blocks in deploy form)."""
-    return instantiate(_with_deploy(config, deploy) if deploy else config)
+def build_net(config: Mapping, deploy: bool = False, source: str | Path = "the stored config") -> nn.Module:
+    """Check a network config (:func:`check_net_config`), then instantiate it.
+
+    ``deploy=True`` builds the re-parameterised form: ``config["block"]["deploy"] = True`` for a
+    skeleton + block config, a top-level ``deploy`` for a factory; set only where the constructor
+    has a ``deploy`` parameter.
+    """
+    check_net_config(config, source)
+    net = instantiate(_with_deploy(config, deploy))
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"{source}: the stored network config built a {type(net).__name__}, not an nn.Module")
+    return net
 
 
-def _with_deploy(config: dict, deploy: bool) -> dict:
-    """The config with its block's ``deploy`` flag set (networks are the skeleton + a ``_partial_`` block)."""
-    config = dict(config)
-    if deploy and isinstance(config.get("block"), dict):
-        config["block"] = {**config["block"], "deploy": True}
+def _with_deploy(config: Mapping, deploy: bool) -> dict:
+    """A copy of ``config``, with ``deploy: true`` where its constructor takes it (when ``deploy``)."""
+    config = copy.deepcopy(dict(config))
+    if not deploy:
+        return config
+    block = config.get("block")
+    if isinstance(block, Mapping):
+        if _takes_deploy(block.get("_target_")):
+            config["block"] = {**block, "deploy": True}
+    elif _takes_deploy(config.get("_target_")):
+        config["deploy"] = True
     return config
+
+
+def _takes_deploy(target: Any) -> bool:
+    """Whether the constructor named ``target`` has a ``deploy`` parameter (imports it: call only on
+    checked or the caller's own configs)."""
+    if not isinstance(target, str):
+        return False
+    try:
+        return "deploy" in inspect.signature(get_object(target)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):  # hydra wraps failed imports in ImportError
+        return False
+
+
+def _config_deploy(config: Mapping) -> bool:
+    block = config.get("block")
+    return bool(config.get("deploy", False)) or (isinstance(block, Mapping) and bool(block.get("deploy", False)))
 
 
 def export_model(net: nn.Module, path: str | Path, net_config: dict | None = None) -> Path:
@@ -125,8 +311,7 @@ def export_model(net: nn.Module, path: str | Path, net_config: dict | None = Non
     config = net_config if net_config is not None else getattr(net, "net_config", None)
     if config is None:
         raise ValueError("export_model needs the network's config (net_config=...) to rebuild it on load")
-    block = config.get("block") if isinstance(config.get("block"), dict) else {}
-    deploy = bool(block.get("deploy", False)) or _looks_deployed(net)
+    deploy = _config_deploy(config) or _looks_deployed(net)
     meta = {"format": "restore", "net_config": json.dumps(_with_deploy(config, deploy)),
             "deploy": "true" if deploy else "false"}
     path = Path(path)

@@ -14,7 +14,11 @@ from torch import nn
 from restore.models.unet import pad_to_multiple
 from restore.utils.image import from_tensor, to_tensor
 
-__all__ = ["restore_image", "restore_tensor"]
+__all__ = ["restore_image", "restore_tensor", "NonFiniteOutputError"]
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The network produced NaN or Inf (diverged or corrupted weights): no image is returned."""
 
 
 def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_overlap: int = 32,
@@ -24,9 +28,11 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
     Args:
         model: a network from :func:`restore.load_model` (any ``nn.Module`` mapping (B, C, H, W)
             to the same shape works).
-        image: path, PIL image, numpy array (H×W or H×W×C, uint8 or float in [0, 1]) or tensor
-            ((C, H, W) or (B, C, H, W) in [0, 1]). Gray images go through an RGB network as three
-            equal channels; RGB images through a gray network channel by channel.
+        image: path, PIL image, numpy array (H×W or H×W×C) or tensor ((C, H, W) or (B, C, H, W)).
+            Scale per dtype: uint8 → /255, uint16 → /65535, float16/32/64 → already in [0, 1]
+            (0–255 floats are refused: divide by 255); other dtypes (bool, signed or wider
+            integers) are refused (see :mod:`restore.utils.image`). Gray images go through an RGB
+            network as three equal channels; RGB images through a gray network channel by channel.
         tile: restore in ``tile``×``tile`` tiles (memory stays bounded for large images); None
             restores the whole image at once.
         tile_overlap: overlap between neighbouring tiles, blended linearly.
@@ -34,8 +40,13 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
         device: where to run; defaults to the model's device.
 
     Returns:
-        the restored image, same kind, size and channel count as ``image`` (paths come back as
-        PIL images).
+        the restored image, same kind, dtype (PIL mode), size and channel count as ``image``
+        (paths come back as PIL images; a numpy alpha channel is dropped).
+
+    Raises:
+        TypeError / ValueError: an unsupported dtype, values outside the dtype's range, NaN/Inf
+            or an empty image (named with its shape), before the network runs.
+        NonFiniteOutputError: the network's output holds NaN or Inf.
     """
     x, kind = to_tensor(image)
     out = restore_tensor(model, x, tile=tile, tile_overlap=tile_overlap, ensemble=ensemble, device=device)
@@ -45,9 +56,20 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
 @torch.inference_mode()
 def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, tile_overlap: int = 32,
                    ensemble: bool = False, device: Any = None) -> torch.Tensor:
-    """(B, C, H, W) in [0, 1] → restored (B, C, H, W) in [0, 1], on ``x``'s device."""
+    """(B, C, H, W) in [0, 1] → restored (B, C, H, W) in [0, 1], on ``x``'s device.
+
+    Raises:
+        ValueError: ``x`` is not 4-D, is empty (a zero batch, channel count, height or width) or
+            holds NaN/Inf.
+        NonFiniteOutputError: the network's output holds NaN or Inf (the model's file is named
+            when it came from :func:`restore.load_model`).
+    """
     if x.dim() != 4:
         raise ValueError(f"expected (B, C, H, W), got shape {tuple(x.shape)}")
+    if 0 in x.shape:
+        raise ValueError(f"empty image: shape {tuple(x.shape)} (batch, channels, height and width must be > 0)")
+    if not torch.isfinite(x).all():  # else a NaN input would be blamed on the network below
+        raise ValueError("image tensor contains NaN or Inf values")
     param = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (param.device if param is not None else x.device)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -65,6 +87,11 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, t
         return _run_tiled(model, t, tile, tile_overlap) if tile else _run_padded(model, t)
 
     out = _self_ensemble(run, inp) if ensemble else run(inp)
+    if not torch.isfinite(out).all():
+        source = getattr(model, "checkpoint_path", None)
+        name = f"{type(model).__name__}" + (f" loaded from {source}" if source else "")
+        raise NonFiniteOutputError(f"{name} produced NaN or Inf values on an input of shape {tuple(x.shape)} "
+                                   "(non-finite or diverged weights?)")
     if model_channels == 3 and c == 1:
         out = out.mean(dim=1, keepdim=True)
     elif model_channels == 1 and c == 3:

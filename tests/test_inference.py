@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 import restore
+from restore.checkpoint import build_net
 from restore.inference import restore_tensor
 from restore.models.nafnet import NAFBlock
 from restore.models.unet import RestorationUNet
@@ -103,3 +104,95 @@ def test_bad_input_is_named(net):
         restore.restore_image(net, torch.rand(3, 40, 40), tile=16, tile_overlap=16)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         restore.restore_image(net, "missing.png")
+
+
+class CountingNet(torch.nn.Module):
+    """A 1×1 conv that counts its calls."""
+
+    in_channels = 3
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.calls = torch.nn.Conv2d(3, 3, 1), 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("image", [np.zeros((0, 0), np.uint8), np.zeros((0, 7, 3), np.float32),
+                                   np.zeros((7, 0), np.uint8), torch.zeros(3, 0, 0), torch.zeros(0, 6, 6),
+                                   torch.zeros(2, 3, 0, 6)], ids=lambda a: str(tuple(a.shape)))
+def test_empty_image_is_refused_naming_the_shape_before_any_conv(image):
+    model = CountingNet()
+    with pytest.raises(ValueError, match=r"shape \(") as err:
+        restore.restore_image(model, image)
+    assert str(tuple(image.shape)) in str(err.value)
+    assert model.calls == 0
+    with pytest.raises(ValueError, match=r"empty image: shape \(1, 3, 0, 5\)"):
+        restore_tensor(model, torch.zeros(1, 3, 0, 5))
+    assert model.calls == 0
+
+
+def test_float_image_in_0_255_is_refused_not_clipped(net):
+    image = (np.random.default_rng(0).random((12, 13, 3)) * 255).astype(np.float32)
+    with pytest.raises(ValueError, match="divide .* by 255"):
+        restore.restore_image(net, image)
+    with pytest.raises(ValueError, match="divide .* by 255"):
+        restore.restore_image(net, torch.from_numpy(image).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint32])
+def test_arrays_without_an_implied_scale_are_refused(net, dtype):
+    with pytest.raises(TypeError, match="uint8 .*uint16"):
+        restore.restore_image(net, np.ones((9, 10, 3), dtype=dtype))
+
+
+def test_integer_tensors_are_scaled_and_keep_dtype_and_shape(net):
+    u8 = torch.randint(0, 256, (3, 17, 19), dtype=torch.uint8)
+    out = restore.restore_image(net, u8)
+    assert out.dtype == torch.uint8 and out.shape == u8.shape
+    expected = restore.restore_image(net, u8.float() / 255)  # the same image given as floats
+    assert (out.float() - expected * 255).abs().max() <= 0.5 + 1e-3
+    u16 = torch.randint(0, 65536, (2, 3, 16, 16), dtype=torch.int32).to(torch.uint16)
+    out = restore.restore_image(net, u16)
+    assert out.dtype == torch.uint16 and out.shape == u16.shape
+
+
+def test_every_kind_comes_back_in_its_dtype(net):
+    rng = np.random.default_rng(0)
+    for arr in (rng.random((9, 11)).astype(np.float16), rng.random((9, 11, 3)),
+                (rng.random((9, 11)) * 65535).astype(np.uint16)):
+        out = restore.restore_image(net, arr)
+        assert out.dtype == arr.dtype and out.shape == arr.shape
+    for mode, arr in (("I;16", (rng.random((9, 11)) * 65535).astype(np.uint16)),
+                      ("F", rng.random((9, 11)).astype(np.float32)),
+                      ("L", (rng.random((9, 11)) * 255).astype(np.uint8))):
+        out = restore.restore_image(net, Image.fromarray(arr))
+        assert out.mode == mode and out.size == (11, 9)
+
+
+def test_gray_16bit_png_through_rgb_net_is_not_white(net, tmp_path):
+    gray = np.full((16, 16), 20000, np.uint16)  # ≈ 0.31 of full scale
+    path = tmp_path / "g16.png"
+    Image.fromarray(gray).save(path)
+    out = np.asarray(restore.restore_image(net, path)).astype(np.float64) / 65535
+    assert abs(out.mean() - 20000 / 65535) < 0.1
+
+
+def test_non_finite_output_names_the_model_file(tmp_path):
+    config = {"_target_": "restore.models.unet.RestorationUNet", "width": 8, "enc_blocks": [1], "middle_blocks": 1,
+              "block": {"_target_": "restore.models.nafnet.NAFBlock", "_partial_": True}}
+    path = restore.export_model(build_net(config), tmp_path / "model.safetensors", net_config=config)
+    model = restore.load_model(path)
+    with torch.no_grad():
+        model.outro.bias.fill_(float("nan"))  # corrupted after loading
+    with pytest.raises(RuntimeError, match="model.safetensors.*NaN or Inf"):
+        restore.restore_image(model, torch.rand(3, 16, 16))
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        restore.restore_image(model, torch.rand(3, 16, 16), tile=8, tile_overlap=2)
+
+
+def test_non_finite_input_is_blamed_on_the_input(net):
+    with pytest.raises(ValueError, match="image tensor contains NaN"):
+        restore_tensor(net, torch.full((1, 3, 8, 8), float("nan")))

@@ -1,9 +1,22 @@
 """Image I/O and conversion between the kinds of image users hand us.
 
 Every public entry point of the toolkit that takes "an image" accepts a path, a PIL image, a
-numpy array (H×W or H×W×C, uint8 or float in [0, 1]) or a tensor ((C,H,W) or (B,C,H,W), float in
-[0, 1]), and gives back the same kind. :func:`to_tensor` records the kind in an
+numpy array (H×W or H×W×C) or a tensor ((C, H, W) or (B, C, H, W)), and gives back the same
+kind, with the dtype (or PIL mode) it came in. :func:`to_tensor` records the kind in an
 :class:`ImageKind`; :func:`from_tensor` turns a result back into it.
+
+Scale per dtype (the network works on float in [0, 1]):
+
+* uint8 (numpy, tensor; 8-bit PIL modes and files): divided by 255;
+* uint16 (numpy, tensor; PIL ``I;16``, 16-bit PNG/TIFF; 16-bit PGM, which Pillow opens in mode
+  ``I`` scaled to 0–65535): divided by 65535;
+* float16/32/64 (numpy, tensor; PIL ``F``): used as is, so it must already lie in [0, 1] (within
+  ±:data:`FLOAT_TOLERANCE`); 0–255 data is refused (divide it by 255 first);
+* bool, int8/16/32/64, uint32/64, complex, other PIL ``I`` (32-bit int) images: refused
+  (TypeError), no scale is implied.
+
+Empty images (a zero height, width or channel count) and NaN/Inf values are refused
+(ValueError naming the shape).
 """
 
 from __future__ import annotations
@@ -16,46 +29,76 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageKind", "read_image", "write_image", "to_tensor", "from_tensor", "IMAGE_EXTENSIONS"]
+__all__ = ["ImageKind", "read_image", "write_image", "to_tensor", "from_tensor", "IMAGE_EXTENSIONS",
+           "FLOAT_TOLERANCE"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+#: How far outside [0, 1] a float image may stray (rounding, resampling overshoot) and still be taken.
+FLOAT_TOLERANCE = 0.01
+
+# PIL modes read as one channel: 1-bit, 8-bit (with alpha), 16-bit, 32-bit int and float gray
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
 def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
     """Read an image file into a float tensor (C, H, W) in [0, 1].
 
+    8-bit files are divided by 255, 16-bit ones (``I;16`` PNG/TIFF, PGM) by 65535, float TIFFs
+    must lie in [0, 1]. (Pillow reads 16-bit RGB PNGs at 8 bits.)
+
     Args:
         path: image file.
-        channels: 1 or 3 to convert (gray ↔ RGB); ``None`` keeps gray as 1 channel and anything
-            else as RGB (alpha dropped).
+        channels: 1 or 3 to convert (RGB → gray by ITU-R 601-2 luma, gray → 3 equal channels);
+            ``None`` keeps gray as 1 channel and anything else as RGB (alpha dropped).
 
     Raises:
         FileNotFoundError: the file does not exist.
         OSError: the file is unreadable or truncated; the message names the file.
+        ValueError: values outside the range of its mode (named with the file).
     """
+    return torch.from_numpy(np.ascontiguousarray(_read_array(path, channels)[0])).permute(2, 0, 1)
+
+
+def _read_array(path: str | Path, channels: int | None) -> tuple[np.ndarray, str]:
+    """→ (float32 H×W×C in [0, 1], the file's PIL mode)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
     try:
         with Image.open(path) as img:
             img.load()  # force decoding now so a truncated file fails here, naming the file
-            mode = img.mode
-            if channels == 1 or (channels is None and mode in ("L", "I", "I;16", "F", "1")):
-                arr = _gray_array(img)
-            else:
-                arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise OSError(f"Cannot read image {path}: {err}") from err
-    return torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 3 else arr[..., None])).permute(2, 0, 1)
+    arr = _pil_to_array(img, channels, what=f"image {path}")  # decoded: usable after the file is closed
+    _check_not_empty(arr.shape, f"image {path}")
+    return arr, img.mode
 
 
-def _gray_array(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I"):
-        arr = np.asarray(img, dtype=np.float32)
-        return arr / (65535.0 if arr.max() > 255 else 255.0)
-    if img.mode == "F":
-        return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+def _pil_to_array(img: Image.Image, channels: int | None = None, what: str = "PIL image") -> np.ndarray:
+    """PIL image → float32 H×W×C in [0, 1] (C = 1 for gray modes, else 3), ``channels`` applied."""
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    mode = img.mode
+    if mode.startswith("I;16"):
+        arr = np.asarray(img).astype(np.float32) / 65535.0
+    elif mode == "I":
+        if img.format != "PPM":  # 32-bit int TIFFs, images built from int32 arrays: no implied scale
+            raise TypeError(f"{what}: 32-bit integer (PIL mode 'I') images have no implied scale: give uint16 "
+                            "(0–65535), uint8 or float in [0, 1]")
+        arr = np.asarray(img).astype(np.float32) / 65535.0  # Pillow scales 16-bit PGM/PPM samples to 0–65535
+    elif mode == "F":
+        arr = np.array(img, dtype=np.float32)  # a copy: PIL's buffer is read-only
+        _check_float_range(arr, what)
+    elif mode in _GRAY_MODES or channels == 1:  # RGB → gray by PIL's ITU-R 601-2 luma, as before
+        arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    else:
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if channels == 3 and arr.shape[2] == 1:  # not PIL's convert("RGB"): it clips 16-bit gray to white
+        arr = np.repeat(arr, 3, axis=2)
+    return arr
 
 
 def write_image(tensor: torch.Tensor, path: str | Path) -> Path:
@@ -78,67 +121,115 @@ class ImageKind:
     batched: bool = False  # tensor given as (B, C, H, W)
     channels_last: bool = True  # numpy H×W×C (False: H×W)
     dtype: Any = None  # numpy / tensor dtype given
-    pil_mode: str | None = None
+    pil_mode: str | None = None  # mode to give back for "pil" and "path": L, RGB, I;16 or F
     device: Any = None
 
 
+_TENSOR_SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
+_NUMPY_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
 def to_tensor(image: Any, channels: int | None = None) -> tuple[torch.Tensor, ImageKind]:
-    """Any supported image → (float tensor (1, C, H, W) in [0, 1], its :class:`ImageKind`).
+    """Any supported image → (float tensor (1, C, H, W) or (B, C, H, W) in [0, 1], its :class:`ImageKind`).
+
+    Scales per dtype as in the module docstring; ``channels`` (1 or 3) converts paths and PIL images.
 
     Raises:
-        TypeError: unsupported type.
-        ValueError: wrong number of dimensions or channels, or NaN/Inf values.
+        TypeError: unsupported type or dtype (bool, signed or 32/64-bit unsigned integers, complex).
+        ValueError: wrong number of dimensions or channels, an empty image, float values outside
+            [0, 1] (e.g. 0–255 data), or NaN/Inf values.
     """
     if isinstance(image, (str, Path)):
-        return read_image(image, channels)[None], ImageKind("path")
+        arr, mode = _read_array(image, channels)
+        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        return t[None], ImageKind("path", pil_mode=_pil_mode_back(mode, arr.shape[2]))
     if isinstance(image, Image.Image):
-        mode = image.mode
-        arr = _gray_array(image) if mode in ("L", "I", "I;16", "F", "1") else (
-            np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-        t = torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 3 else arr[..., None])).permute(2, 0, 1)
-        return t[None], ImageKind("pil", pil_mode="L" if arr.ndim == 2 else "RGB")
+        arr = _pil_to_array(image, channels)
+        _check_not_empty(arr.shape, "PIL image")
+        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        return t[None], ImageKind("pil", pil_mode=_pil_mode_back(image.mode, arr.shape[2]))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
             raise ValueError(f"numpy image must be H×W or H×W×C with C in (1, 3, 4), got shape {image.shape}")
-        arr = image.astype(np.float32)
-        if image.dtype == np.uint8:
-            arr = arr / 255.0
-        elif image.dtype == np.uint16:
-            arr = arr / 65535.0
+        _check_not_empty(image.shape, "numpy image")
+        arr = _numpy_to_unit_float(image)
         if image.ndim == 3 and image.shape[2] == 4:
             arr = arr[..., :3]
-        _check_finite(arr)
         t = torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 3 else arr[..., None])).permute(2, 0, 1)
         return t[None], ImageKind("numpy", channels_last=image.ndim == 3, dtype=image.dtype)
     if isinstance(image, torch.Tensor):
         if image.dim() not in (3, 4):
             raise ValueError(f"tensor image must be (C, H, W) or (B, C, H, W), got shape {tuple(image.shape)}")
+        _check_not_empty(tuple(image.shape), "tensor image")
         t = image if image.dim() == 4 else image[None]
+        kind = ImageKind("tensor", batched=image.dim() == 4, dtype=image.dtype, device=image.device)
+        if image.dtype in _TENSOR_SCALES:
+            return t.float() / _TENSOR_SCALES[image.dtype], kind
+        if not image.is_floating_point():
+            raise TypeError(f"tensor image of dtype {image.dtype} is not supported: give float in [0, 1], "
+                            "uint8 (0–255) or uint16 (0–65535)")
         if not torch.isfinite(t).all():
             raise ValueError("image tensor contains NaN or Inf values")
-        kind = ImageKind("tensor", batched=image.dim() == 4, dtype=image.dtype, device=image.device)
+        _check_float_range(t, f"tensor image of dtype {image.dtype}")
         return t.float(), kind
     raise TypeError(f"unsupported image type {type(image).__name__}: give a path, PIL image, numpy array or tensor")
 
 
-def _check_finite(arr: np.ndarray) -> None:
+def _numpy_to_unit_float(image: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float numpy image → float32 in [0, 1] (refusing what has no implied scale)."""
+    if image.dtype in _NUMPY_SCALES:
+        return image.astype(np.float32) / _NUMPY_SCALES[image.dtype]
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"numpy image of dtype {image.dtype} is not supported: give float in [0, 1], uint8 (0–255) "
+                        "or uint16 (0–65535)")
+    arr = image.astype(np.float32)
     if not np.isfinite(arr).all():
         raise ValueError("image array contains NaN or Inf values")
+    _check_float_range(arr, f"numpy image of dtype {image.dtype}")
+    return arr
+
+
+def _check_float_range(values: np.ndarray | torch.Tensor, what: str) -> None:
+    if (values.size if isinstance(values, np.ndarray) else values.numel()) == 0:
+        return
+    low, high = float(values.min()), float(values.max())
+    if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+        raise ValueError(f"{what} has values in [{low:g}, {high:g}]; float images must lie in [0, 1]: divide "
+                         "0–255 data by 255 (or give it as uint8), clip other data to [0, 1]")
+
+
+def _check_not_empty(shape: tuple, what: str) -> None:
+    if 0 in tuple(shape):
+        raise ValueError(f"{what} is empty: shape {tuple(shape)} (every side and the channel count must be > 0)")
+
+
+def _pil_mode_back(mode: str, channels: int) -> str:
+    if channels == 1 and (mode.startswith("I;16") or mode == "I"):
+        return "I;16"
+    if channels == 1 and mode == "F":
+        return "F"
+    return "L" if channels == 1 else "RGB"
 
 
 def from_tensor(tensor: torch.Tensor, kind: ImageKind) -> Any:
-    """(1, C, H, W) or (B, C, H, W) result → the caller's kind (paths come back as PIL images)."""
+    """(1, C, H, W) or (B, C, H, W) result in [0, 1] → the caller's kind and dtype (paths come back as PIL images)."""
     if kind.kind == "tensor":
         out = tensor if kind.batched else tensor[0]
-        return out.to(device=kind.device, dtype=kind.dtype if kind.dtype.is_floating_point else torch.float32)
+        if kind.dtype in _TENSOR_SCALES:
+            out = (out.float().clamp(0, 1) * _TENSOR_SCALES[kind.dtype]).round().to(kind.dtype)
+            return out.to(kind.device)
+        return out.to(device=kind.device, dtype=kind.dtype)
     arr = tensor[0].detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
     if kind.kind in ("pil", "path"):
+        gray = arr[..., 0] if arr.shape[2] == 1 else None
+        if gray is not None and kind.pil_mode == "I;16":
+            return Image.fromarray((gray * 65535.0).round().astype(np.uint16))
+        if gray is not None and kind.pil_mode == "F":
+            return Image.fromarray(gray.astype(np.float32))
         u8 = (arr * 255.0).round().astype(np.uint8)
         return Image.fromarray(u8[..., 0] if u8.shape[2] == 1 else u8)
     if not kind.channels_last:
         arr = arr[..., 0]
-    if kind.dtype == np.uint8:
-        return (arr * 255.0).round().astype(np.uint8)
-    if kind.dtype == np.uint16:
-        return (arr * 65535.0).round().astype(np.uint16)
-    return arr.astype(kind.dtype if np.issubdtype(kind.dtype, np.floating) else np.float32)
+    if kind.dtype in _NUMPY_SCALES:
+        return (arr * _NUMPY_SCALES[kind.dtype]).round().astype(kind.dtype)
+    return arr.astype(kind.dtype)
