@@ -160,6 +160,9 @@ def _regex_stem_map(stem_map: Sequence[str] | None) -> Callable[[str], Sequence[
 
 def _pair_folders(lq_dir: Path, gt_dir: Path, gt_stems: Callable[[str], Sequence[str]], one_to_one: bool,
                   layout: str | None) -> list[ImagePair]:
+    for what, folder in (("lq folder", lq_dir), ("gt folder", gt_dir)):  # a missing folder first, then empty ones
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{what} {folder} not found{_expected(layout)}")
     lq_files = list_images(lq_dir, what="lq folder", layout=layout)
     gt_files = list_images(gt_dir, what="gt folder", layout=layout)
     return _pair_files(lq_files, gt_files, lq_dir, gt_dir, gt_stems, one_to_one, layout)
