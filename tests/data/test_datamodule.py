@@ -116,7 +116,8 @@ def test_embedded_all_in_one_yields_every_task():
     kw = dict(patch_size=16, augment=True, length=4)
     train = [EmbeddedImagesDataset("train", [AddGaussianNoise(sigma_choices=[15, 25, 50])], **kw),
              EmbeddedImagesDataset("train", [RainStreaks()], **kw), EmbeddedImagesDataset("train", [Haze()], **kw)]
-    val = [EmbeddedImagesDataset("val", [d], seed=0, crop_size=16) for d in (AddGaussianNoise(25), RainStreaks(), Haze())]
+    val = [EmbeddedImagesDataset("val", [degradation], seed=0, crop_size=16)
+           for degradation in (AddGaussianNoise(25), RainStreaks(), Haze())]
     dm = RestorationDataModule(train, val, repeat=[3, 1, 1], batch_size=20, num_workers=0)
     batch = next(iter(dm.train_dataloader()))
     assert sorted(batch["task"].tolist()) == [0] * 12 + [1] * 4 + [2] * 4

@@ -85,7 +85,8 @@ def test_rain100_other_layouts(shared_root, data_root, tmp_path, make_png):
 def test_sots_indoor_and_outdoor_layouts(shared_root, data_root):
     indoor = sots_pairs(shared_root / "data" / "dehaze" / "SOTS_samples" / "indoor")  # hazy/ID_k ↔ gt/ID
     assert names(indoor) == [("1400_9.png", "1400.png"), ("1402_9.png", "1402.png"), ("1403_8.png", "1403.png")]
-    outdoor = sots_pairs(shared_root / "data" / "dehaze" / "SOTS_samples" / "outdoor")  # input/ID_A_β.jpg ↔ target/ID
+    # outdoor: input/ID_A_β.jpg ↔ target/ID.png
+    outdoor = sots_pairs(shared_root / "data" / "dehaze" / "SOTS_samples" / "outdoor")
     assert names(outdoor) == [("0001_0.8_0.2.jpg", "0001.png"), ("0002_0.8_0.08.jpg", "0002.png")]
     reside = sots_pairs(data_root / "RESIDE" / "OTS")  # hazy/ ↔ clear/, several hazy per clear
     assert len(reside) == 4 and {p.gt.name for p in reside} == {"0001.png", "0002.png"}
@@ -107,7 +108,8 @@ def test_lol_low_to_high(shared_root):
 ])
 def test_missing_root_names_the_folder_and_the_layout(tmp_path, layout, dataset, expected):
     missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError, match=rf"{dataset} root {missing} not found; expected .*{re.escape(expected)}"):
+    message = rf"{dataset} root {missing} not found; expected .*{re.escape(expected)}"
+    with pytest.raises(FileNotFoundError, match=message):
         layout(missing)
 
 
@@ -152,7 +154,8 @@ def test_unmatched_stems_name_both_files(paired_dirs, make_png, shared_root):
         paired_paths_from_folders(lq_dir, gt_dir)
     root = shared_root / "data" / "deblur" / "GoPro_avgframes"
     (root / "gt" / "GOPR0374_11_00_st_frame-2_n_avg-8_gt.png").unlink()
-    lq, gt = root / "blur" / "GOPR0374_11_00_st_frame-2_n_avg-8.png", root / "gt" / "GOPR0374_11_00_st_frame-2_n_avg-8_gt.*"
+    lq = root / "blur" / "GOPR0374_11_00_st_frame-2_n_avg-8.png"
+    gt = root / "gt" / "GOPR0374_11_00_st_frame-2_n_avg-8_gt.*"
     with pytest.raises(ValueError, match=rf"lq {lq} has no gt image {re.escape(str(gt))}; expected <root>/blur"):
         gopro_avgframes_pairs(root)
     rain = shared_root / "data" / "derain" / "Rain100L"
