@@ -40,21 +40,23 @@ NETS = ("nafnet", "convnext", "inceptionnext", "unireplk_train", "unireplk_deplo
 
 
 def build(name: str, width: int, enc_blocks: list[int], middle: int, channels_last: bool):
-    from restore.models.convnext import convnext_unet
-    from restore.models.inceptionnext import inceptionnext_unet
-    from restore.models.nafnet import nafnet
-    from restore.models.unireplknet import unireplk_unet
+    from restore.models.convnext import ConvNeXtBlock
+    from restore.models.inceptionnext import InceptionNeXtBlock
+    from restore.models.nafnet import NAFBlock
+    from restore.models.unet import RestorationUNet
+    from restore.models.unireplknet import UniRepLKNetBlock
 
     levels = len(enc_blocks)
-    kw = dict(width=width, enc_blocks=enc_blocks, middle_blocks=middle, dec_blocks=enc_blocks[::-1])
+    kw = dict(width=width, enc_blocks=enc_blocks, middle_blocks=middle, dec_blocks=enc_blocks[::-1],
+              channels_last=channels_last)
     if name == "nafnet":
-        return nafnet(channels_last=channels_last, **kw)
+        return RestorationUNet(NAFBlock, **kw)
     if name == "convnext":
-        return convnext_unet(kernel_sizes=[7] * (levels + 1), channels_last=channels_last, **kw)
+        return RestorationUNet(ConvNeXtBlock, kernel_sizes=[7] * (levels + 1), **kw)
     if name == "inceptionnext":
-        return inceptionnext_unet(kernel_sizes=[11] * (levels + 1), channels_last=channels_last, **kw)
+        return RestorationUNet(InceptionNeXtBlock, kernel_sizes=[11] * (levels + 1), **kw)
     ks = [7, 9, 11, 13, 13, 13][:levels] + [13]
-    net = unireplk_unet(kernel_sizes=ks, channels_last=channels_last, **kw)
+    net = RestorationUNet(UniRepLKNetBlock, kernel_sizes=ks, **kw)
     if name == "unireplk_deploy":
         from restore.models.reparam import reparameterize
 

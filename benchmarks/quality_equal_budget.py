@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ["denoise/nafnet_tiny", "denoise/convnext_tiny", "denoise/inceptionnext_tiny", "denoise/unireplk_tiny"]
+EXPERIMENTS = ["denoise/nafnet_tiny", "denoise/convnext_tiny", "denoise/inceptionnext_tiny", "denoise/unireplknet_tiny"]
 
 
 def run_one(experiment: str, steps: int, cbsd_images: int, out: Path) -> dict:

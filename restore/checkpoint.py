@@ -104,14 +104,15 @@ def _head(keys: list[str], n: int = 8) -> str:
 
 
 def build_net(config: dict, deploy: bool = False) -> nn.Module:
-    """Instantiate a network from its Hydra config (``deploy=True`` only for nets that take it)."""
+    """Instantiate a network from its Hydra config (``deploy=True``: its blocks in deploy form)."""
     return instantiate(_with_deploy(config, deploy) if deploy else config)
 
 
 def _with_deploy(config: dict, deploy: bool) -> dict:
+    """The config with its block's ``deploy`` flag set (networks are the skeleton + a ``_partial_`` block)."""
     config = dict(config)
-    if deploy:
-        config["deploy"] = True
+    if deploy and isinstance(config.get("block"), dict):
+        config["block"] = {**config["block"], "deploy": True}
     return config
 
 
@@ -124,7 +125,8 @@ def export_model(net: nn.Module, path: str | Path, net_config: dict | None = Non
     config = net_config if net_config is not None else getattr(net, "net_config", None)
     if config is None:
         raise ValueError("export_model needs the network's config (net_config=...) to rebuild it on load")
-    deploy = bool(config.get("deploy", False)) or _looks_deployed(net)
+    block = config.get("block") if isinstance(config.get("block"), dict) else {}
+    deploy = bool(block.get("deploy", False)) or _looks_deployed(net)
     meta = {"format": "restore", "net_config": json.dumps(_with_deploy(config, deploy)),
             "deploy": "true" if deploy else "false"}
     path = Path(path)

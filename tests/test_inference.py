@@ -5,13 +5,14 @@ from PIL import Image
 
 import restore
 from restore.inference import restore_tensor
-from restore.models.nafnet import nafnet
+from restore.models.nafnet import NAFBlock
+from restore.models.unet import RestorationUNet
 
 
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    model = nafnet(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1)).eval()
+    model = RestorationUNet(NAFBlock, width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1)).eval()
     for block in model.modules():  # non-zero residual scales so the net is not the identity
         if hasattr(block, "beta"):
             block.beta.data.fill_(0.2)

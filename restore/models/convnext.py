@@ -6,8 +6,9 @@ https://arxiv.org/abs/2201.03545; official code https://github.com/facebookresea
 Implements the ConvNeXt block (paper Fig. 4, right): 7×7 depthwise conv → LayerNorm →
 Linear C→4C → GELU → Linear 4C→C → layer scale γ (init 1e-6) → DropPath, residual; the pointwise
 layers run channels-last (``nn.Linear`` on (B, H, W, C)) as in the official code. LayerNorm, Mlp
-and DropPath are timm's. :func:`convnext_unet` puts the block on the shared
-:class:`~restore.models.unet.RestorationUNet`.
+and DropPath are timm's. ``configs/model/net/convnext_*.yaml`` put the block on the shared
+:class:`~restore.models.unet.RestorationUNet` (``convnext_base`` has the layout of ``unireplknet_base``
+for a side-by-side comparison).
 
 Added for deployment, not in the paper: ``reparameterize()`` folds γ into the last Linear
 (exact), ``deploy=True`` builds that form, so every backbone of the toolkit loads deploy checkpoints.
@@ -15,16 +16,11 @@ Added for deployment, not in the paper: ``reparameterize()`` folds γ into the l
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Sequence
-
 import torch
 from timm.layers import DropPath, LayerNorm, Mlp
 from torch import nn
 
-from restore.models.unet import RestorationUNet
-
-__all__ = ["ConvNeXtBlock", "convnext_unet"]
+__all__ = ["ConvNeXtBlock"]
 
 
 class ConvNeXtBlock(nn.Module):
@@ -68,25 +64,3 @@ class ConvNeXtBlock(nn.Module):
         self.gamma = None
         self.deploy = True
 
-
-def convnext_unet(in_channels: int = 3, out_channels: int | None = None, width: int = 16,
-                  enc_blocks: Sequence[int] = (1, 1, 1), middle_blocks: int = 1,
-                  dec_blocks: Sequence[int] | None = None, kernel_sizes: Sequence[int] = (7, 7, 7, 7),
-                  skip: str = "add", drop_path_rate: float = 0.0, global_residual: bool = True,
-                  mlp_ratio: float = 4.0, layer_scale_init: float = 1e-6, deploy: bool = False,
-                  channels_last: bool = False) -> RestorationUNet:
-    """ConvNeXt blocks on the shared restoration U-Net.
-
-    Defaults are the CPU-sized ``convnext_unet_tiny``; ``convnext_unet_base`` has the same layout as
-    ``unireplk_unet_base`` (width 48, blocks (2, 2, 4) + 6) for a side-by-side comparison.
-
-    Args:
-        kernel_sizes: depthwise kernel size per level and the middle (7 in the paper).
-        deploy: build every block with γ folded (loads a re-parameterised checkpoint).
-        Other arguments: see :class:`~restore.models.unet.RestorationUNet` and :class:`ConvNeXtBlock`.
-    """
-    block = partial(ConvNeXtBlock, mlp_ratio=mlp_ratio, layer_scale_init=layer_scale_init, deploy=deploy)
-    return RestorationUNet(block, in_channels=in_channels, out_channels=out_channels, width=width,
-                           enc_blocks=enc_blocks, middle_blocks=middle_blocks, dec_blocks=dec_blocks,
-                           kernel_sizes=kernel_sizes, skip=skip, drop_path_rate=drop_path_rate,
-                           global_residual=global_residual, channels_last=channels_last)

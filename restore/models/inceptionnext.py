@@ -8,9 +8,11 @@ Implements
   g = ⌊rC⌋, r = 1/8: identity, 3×3, 1×k and k×1 depthwise convs, concatenated — timm's
   ``InceptionDWConv2d`` with the band size k from the U-Net's per-level ``kernel_size`` (11 in the
   paper);
-* the MetaNeXt block (paper Eq. 6–7, Fig. 2): y = x + DropPath(γ ⊙ MLP(BN(mixer(x)))), MLP = 1×1
-  conv → GELU → 1×1 conv, ratio 4, γ initialised to 1e-6;
-* :func:`inceptionnext_unet`, the block on the shared :class:`~restore.models.unet.RestorationUNet`.
+* the InceptionNeXt block, a MetaNeXt block with that mixer (paper Eq. 6–7, Fig. 2):
+  y = x + DropPath(γ ⊙ MLP(BN(mixer(x)))), MLP = 1×1 conv → GELU → 1×1 conv, ratio 4, γ initialised to 1e-6.
+
+``configs/model/net/inceptionnext_*.yaml`` put the block on the shared
+:class:`~restore.models.unet.RestorationUNet`.
 
 Departures: MLP ratio 4 at every level (the paper uses 3 in its last stage; a U-Net has no last
 stage of that kind). Added for deployment, not in the paper: ``reparameterize()`` folds the BN
@@ -20,21 +22,16 @@ that form.
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Sequence
-
 import torch
 from timm.layers import DropPath, Mlp
 from timm.models.inception_next import InceptionDWConv2d
 from torch import nn
 
-from restore.models.unet import RestorationUNet
-
-__all__ = ["InceptionDWConv2d", "MetaNeXtBlock", "inceptionnext_unet"]
+__all__ = ["InceptionDWConv2d", "InceptionNeXtBlock"]
 
 
-class MetaNeXtBlock(nn.Module):
-    """MetaNeXt block with the Inception depthwise mixer (InceptionNeXt Fig. 2).
+class InceptionNeXtBlock(nn.Module):
+    """InceptionNeXt block: a MetaNeXt block with the Inception depthwise mixer (InceptionNeXt Fig. 2).
 
     Args:
         dim: channels C (≥ 8, so each conv branch gets ⌊C/8⌋ ≥ 1 channels).
@@ -89,25 +86,3 @@ class MetaNeXtBlock(nn.Module):
         self.gamma = None
         self.deploy = True
 
-
-def inceptionnext_unet(in_channels: int = 3, out_channels: int | None = None, width: int = 16,
-                       enc_blocks: Sequence[int] = (1, 1, 1), middle_blocks: int = 1,
-                       dec_blocks: Sequence[int] | None = None, kernel_sizes: Sequence[int] = (11, 11, 11, 11),
-                       skip: str = "add", drop_path_rate: float = 0.0, global_residual: bool = True,
-                       mlp_ratio: float = 4.0, layer_scale_init: float = 1e-6, deploy: bool = False,
-                       channels_last: bool = False) -> RestorationUNet:
-    """MetaNeXt blocks with the Inception depthwise mixer on the shared restoration U-Net.
-
-    Defaults are the CPU-sized ``inceptionnext_unet_tiny``; ``inceptionnext_unet_base`` has the same
-    layout as ``unireplk_unet_base`` (width 48, blocks (2, 2, 4) + 6) for a side-by-side comparison.
-
-    Args:
-        kernel_sizes: band kernel size per level and the middle (11 in the paper).
-        deploy: build every block without BN and layer scale (loads a re-parameterised checkpoint).
-        Other arguments: see :class:`~restore.models.unet.RestorationUNet` and :class:`MetaNeXtBlock`.
-    """
-    block = partial(MetaNeXtBlock, mlp_ratio=mlp_ratio, layer_scale_init=layer_scale_init, deploy=deploy)
-    return RestorationUNet(block, in_channels=in_channels, out_channels=out_channels, width=width,
-                           enc_blocks=enc_blocks, middle_blocks=middle_blocks, dec_blocks=dec_blocks,
-                           kernel_sizes=kernel_sizes, skip=skip, drop_path_rate=drop_path_rate,
-                           global_residual=global_residual, channels_last=channels_last)

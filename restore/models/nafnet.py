@@ -6,7 +6,8 @@ https://arxiv.org/abs/2204.04676; official code https://github.com/megvii-resear
 Implements the NAFBlock of Fig. 3(c): LayerNorm → 1×1 conv (C→2C) → 3×3 depthwise conv →
 SimpleGate → Simplified Channel Attention → 1×1 conv, scaled by β (init 0); then LayerNorm →
 1×1 conv (C→2C) → SimpleGate → 1×1 conv, scaled by γ (init 0). The U-shaped skeleton is
-:class:`restore.models.unet.RestorationUNet`. LayerNorm2d and DropPath come from timm.
+:class:`restore.models.unet.RestorationUNet` (``configs/model/net/nafnet_*.yaml``: NAFNet-width32 of
+the paper is ``nafnet_base``, 29.2M params, 16 GMACs at 256²). LayerNorm2d and DropPath come from timm.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import torch
 from timm.layers import DropPath, LayerNorm2d
 from torch import nn
 
-from restore.models.unet import RestorationUNet
-
-__all__ = ["NAFBlock", "SimpleGate", "nafnet"]
+__all__ = ["NAFBlock", "SimpleGate"]
 
 
 class SimpleGate(nn.Module):
@@ -37,11 +36,16 @@ class NAFBlock(nn.Module):
         dw_expand: expansion of the first 1×1 conv (2).
         ffn_expand: expansion of the feed-forward branch (2).
         drop_path: stochastic depth (the paper uses dropout 0; DropPath is the toolkit-wide knob).
+        deploy: accepted so every block shares one contract; NAFBlock has no training-only branches,
+            so its deploy form is its training form.
+
+    Shapes: (B, C, H, W) → (B, C, H, W).
     """
 
     def __init__(self, dim: int, kernel_size: int = 3, dw_expand: int = 2, ffn_expand: int = 2,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0, deploy: bool = False) -> None:
         super().__init__()
+        self.deploy = deploy
         dw = dim * dw_expand
         self.norm1 = LayerNorm2d(dim)
         self.conv1 = nn.Conv2d(dim, dw, 1)
@@ -65,10 +69,3 @@ class NAFBlock(nn.Module):
         y = self.conv5(self.gate(self.conv4(self.norm2(x))))
         return x + self.drop_path(y * self.gamma)
 
-
-def nafnet(in_channels: int = 3, width: int = 32, enc_blocks=(2, 2, 4, 8), middle_blocks: int = 12,
-           dec_blocks=(2, 2, 2, 2), drop_path_rate: float = 0.0, **kwargs) -> RestorationUNet:
-    """NAFNet on the shared U-Net skeleton (defaults: NAFNet-width32 of the paper: 29.2M params, 16 GMACs at 256²)."""
-    return RestorationUNet(NAFBlock, in_channels=in_channels, width=width, enc_blocks=enc_blocks,
-                           middle_blocks=middle_blocks, dec_blocks=dec_blocks,
-                           drop_path_rate=drop_path_rate, skip="add", **kwargs)

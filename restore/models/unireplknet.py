@@ -12,7 +12,13 @@ Implements
   Linear C→4C → GELU → GRN → Linear 4C→C → BN → layer scale → DropPath, residual; its
   ``reparameterize()`` folds the dilated branches and every BN, GRN's β and the layer scale into
   plain biased layers, as the official block does;
-* :func:`unireplk_unet`, the block on the shared :class:`~restore.models.unet.RestorationUNet`.
+* ``configs/model/net/unireplknet_*.yaml``: the block on the shared
+  :class:`~restore.models.unet.RestorationUNet`. ``unireplknet_tiny`` is CPU-sized (width 16, one block
+  per level, K = 7/9/11 and 13 at the bottleneck); ``unireplknet_base`` is the GPU size: width 48 over 3
+  levels (48/96/192, bottleneck 384, the Restormer layout), encoder blocks (2, 2, 4), 6 in the middle,
+  decoder (4, 2, 2) — the UniRepLKNet-A/F/P depth budget (2, 2, 6, 2), deepest at low resolution — and
+  K = (7, 9, 13, 13): the paper's K = 13 at the coarse levels, smaller kernels at full and half resolution
+  where each pixel of kernel costs most.
 
 Departures from the official code, each for a reason:
 * no CUDA-only implicit-GEMM large-kernel conv: plain PyTorch everywhere (it runs on any device);
@@ -27,7 +33,6 @@ Departures from the official code, each for a reason:
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Sequence
 
 import torch
@@ -35,8 +40,6 @@ import torch.nn.functional as F
 from timm.layers import DropPath, SEModule
 from timm.layers.grn import GlobalResponseNorm
 from torch import nn
-
-from restore.models.unet import RestorationUNet
 
 __all__ = [
     "DRB_BRANCHES",
@@ -46,7 +49,6 @@ __all__ = [
     "fft_depthwise_conv2d",
     "fuse_bn",
     "merge_dilated_into_large_kernel",
-    "unireplk_unet",
 ]
 
 #: Dilated branches of the DRB per large kernel size K: (branch kernel sizes, dilations); the
@@ -333,33 +335,3 @@ class UniRepLKNetBlock(nn.Module):
         self.gamma = None
         self.deploy = True
 
-
-def unireplk_unet(in_channels: int = 3, out_channels: int | None = None, width: int = 16,
-                  enc_blocks: Sequence[int] = (1, 1, 1), middle_blocks: int = 1,
-                  dec_blocks: Sequence[int] | None = None, kernel_sizes: Sequence[int] = (7, 9, 11, 13),
-                  skip: str = "add", drop_path_rate: float = 0.0, global_residual: bool = True,
-                  ffn_ratio: float = 4.0, layer_scale_init: float = 1e-6, deploy: bool = False,
-                  conv_impl: str = "direct", channels_last: bool = False) -> RestorationUNet:
-    """UniRepLKNet blocks on the shared restoration U-Net.
-
-    Defaults are the CPU-sized ``unireplk_unet_tiny`` (width 16, one block per level, ~0.3M params).
-    ``configs/model/net/unireplk_unet_base.yaml`` is the GPU size: width 48 over 3 levels
-    (48/96/192, bottleneck 384, the Restormer layout), encoder blocks (2, 2, 4), 6 in the middle,
-    decoder (4, 2, 2) — the UniRepLKNet-A/F/P depth budget (2, 2, 6, 2), deepest at low resolution — and
-    K = (7, 9, 13, 13): the paper's K = 13 at the coarse levels, smaller kernels at full and half
-    resolution where each pixel of kernel costs most.
-
-    Args:
-        kernel_sizes: K per level and the middle (``len(enc_blocks) + 1`` values); decoder levels
-            reuse their encoder level's K.
-        deploy: build every block in its re-parameterised form (loads a deploy checkpoint).
-        conv_impl: ``"direct"`` or ``"fft"`` (faster on CPU for K ≥ 31) for the large depthwise convs.
-        channels_last: run in the channels-last memory format (faster large-kernel convs on CPU).
-        Other arguments: see :class:`~restore.models.unet.RestorationUNet` and :class:`UniRepLKNetBlock`.
-    """
-    block = partial(UniRepLKNetBlock, ffn_ratio=ffn_ratio, layer_scale_init=layer_scale_init, deploy=deploy,
-                    conv_impl=conv_impl)
-    return RestorationUNet(block, in_channels=in_channels, out_channels=out_channels, width=width,
-                           enc_blocks=enc_blocks, middle_blocks=middle_blocks, dec_blocks=dec_blocks,
-                           kernel_sizes=kernel_sizes, skip=skip, drop_path_rate=drop_path_rate,
-                           global_residual=global_residual, channels_last=channels_last)

@@ -8,17 +8,19 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 import restore
 from restore.lightning import NonFiniteLossError, RestorationModule, warmup_cosine
 from restore.losses import RestorationLoss
-from restore.models.nafnet import nafnet
+from restore.models.nafnet import NAFBlock
+from restore.models.unet import RestorationUNet
 
-NET_CONFIG = {"_target_": "restore.models.nafnet.nafnet", "in_channels": 3, "width": 8,
+NET_CONFIG = {"_target_": "restore.models.unet.RestorationUNet",
+              "block": {"_target_": "restore.models.nafnet.NAFBlock", "_partial_": True}, "in_channels": 3, "width": 8,
               "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1]}
 
 
 def make_module(seed=0, lr=2e-3, loss=None, metrics=({"protocol": "rgb"}, {"protocol": "y", "crop_border": 2})):
     torch.manual_seed(seed)
-    cfg = {k: v for k, v in NET_CONFIG.items() if k != "_target_"}
+    cfg = {k: v for k, v in NET_CONFIG.items() if k not in ("_target_", "block")}
     return RestorationModule(
-        net=nafnet(**cfg), loss=loss or RestorationLoss(torch.nn.L1Loss()),
+        net=RestorationUNet(NAFBlock, **cfg), loss=loss or RestorationLoss(torch.nn.L1Loss()),
         optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=1e-4),
         scheduler=partial(warmup_cosine, warmup_steps=2, min_lr=1e-5),
         metrics=list(metrics), net_config=NET_CONFIG)
@@ -143,10 +145,10 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, pair_dataset):
 
 
 def test_load_model_reports_mismatched_keys(tmp_path):
-    net = nafnet(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
+    net = RestorationUNet(NAFBlock, width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
     path = restore.export_model(net, tmp_path / "a.safetensors", net_config=NET_CONFIG)
-    other = nafnet(width=8, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1))
-    with pytest.raises(RuntimeError, match="missing keys .*encoders.2.*shape mismatches"):
+    other = RestorationUNet(NAFBlock, width=8, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1))
+    with pytest.raises(RuntimeError, match="missing keys .*encoder.levels.2.*shape mismatches"):
         restore.load_model(path, net=other)
     loaded = restore.load_model(path, net=other, strict=False)  # fine-tuning from a partial match
     torch.testing.assert_close(loaded.intro.weight, net.intro.weight)

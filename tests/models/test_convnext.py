@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from timm.layers import LayerNorm
 
-from restore.models.convnext import ConvNeXtBlock, convnext_unet
+from restore.models.convnext import ConvNeXtBlock
+from restore.models.unet import RestorationUNet
 from restore.models.reparam import reparameterize
 
 
@@ -22,8 +25,8 @@ def test_block_follows_the_paper():
 
 @pytest.mark.parametrize("size", [(33, 47), (15, 22)])
 def test_unet_any_input_size_and_kernel_sizes(size):
-    net = convnext_unet(width=8, enc_blocks=(1, 1), middle_blocks=1, kernel_sizes=(7, 5, 3)).eval()
-    assert net.encoders[1][0].dwconv.kernel_size == (5, 5)
+    net = RestorationUNet(ConvNeXtBlock, width=8, enc_blocks=(1, 1), middle_blocks=1, kernel_sizes=(7, 5, 3)).eval()
+    assert net.encoder.levels[1][0].dwconv.kernel_size == (5, 5)
     assert net.middle[0].dwconv.kernel_size == (3, 3)
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
@@ -32,7 +35,7 @@ def test_unet_any_input_size_and_kernel_sizes(size):
 
 def test_reparameterize_and_deploy_checkpoint():
     kw = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, kernel_sizes=(7, 7, 7))
-    net = convnext_unet(**kw)
+    net = RestorationUNet(ConvNeXtBlock, **kw)
     for m in net.modules():
         if isinstance(m, ConvNeXtBlock):
             m.gamma.data.uniform_(0.5, 1.5)
@@ -42,7 +45,7 @@ def test_reparameterize_and_deploy_checkpoint():
         ref = net(x)
         out = reparameterize(net)(x)
     assert ((out - ref).abs().max() / (ref - x).abs().max()) <= 1e-5
-    fresh = convnext_unet(deploy=True, **kw).eval()
+    fresh = RestorationUNet(partial(ConvNeXtBlock, deploy=True), **kw).eval()
     fresh.load_state_dict(net.state_dict(), strict=True)
     with torch.no_grad():
         assert torch.equal(fresh(x), out)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 
-from restore.models.convnext import convnext_unet
-from restore.models.nafnet import nafnet
+from restore.models.convnext import ConvNeXtBlock
+from restore.models.nafnet import NAFBlock
 from restore.models.summary import count_macs, main, net_config_names, summarize
-from restore.models.unireplknet import unireplk_unet
+from restore.models.unet import RestorationUNet
+from restore.models.unireplknet import UniRepLKNetBlock
 
 
 def test_macs_of_known_layers():
@@ -20,14 +23,14 @@ def test_macs_of_known_layers():
     assert count_macs(nn.Linear(5, 7), (4, 5)) == 4 * 5 * 7
 
 
-@pytest.mark.parametrize("factory", [nafnet, convnext_unet, unireplk_unet])
-def test_summarize_counts_every_parameter(factory):
-    net = factory(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1),
-                  **({"kernel_sizes": (7, 9, 11)} if factory is not nafnet else {}))
+@pytest.mark.parametrize("block", [NAFBlock, ConvNeXtBlock, UniRepLKNetBlock])
+def test_summarize_counts_every_parameter(block):
+    net = RestorationUNet(block, width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1),
+                          **({"kernel_sizes": (7, 9, 11)} if block is not NAFBlock else {}))
     s = summarize(net, (1, 3, 32, 32))
     assert s["params"] == sum(p.numel() for p in net.parameters())
     assert s["macs"] > 0 and s["gmacs"] == s["macs"] / 1e9
-    if factory is nafnet:
+    if block is NAFBlock:
         assert "params_deploy" not in s
     else:
         assert s["params_deploy"] < s["params"] and s["macs_deploy"] <= s["macs"]
@@ -36,25 +39,25 @@ def test_summarize_counts_every_parameter(factory):
 
 def test_deploy_counts_match_a_deploy_built_net():
     kw = dict(width=8, enc_blocks=(1,), middle_blocks=1, kernel_sizes=(7, 13))
-    s = summarize(unireplk_unet(**kw), (1, 3, 32, 32))
-    d = summarize(unireplk_unet(deploy=True, **kw), (1, 3, 32, 32))
+    s = summarize(RestorationUNet(UniRepLKNetBlock, **kw), (1, 3, 32, 32))
+    d = summarize(RestorationUNet(partial(UniRepLKNetBlock, deploy=True), **kw), (1, 3, 32, 32))
     assert d["params"] == s["params_deploy"] and d["macs"] == s["macs_deploy"]
     assert "params_deploy" not in d
 
 
 def test_cli_one_net_and_all(capsys):
-    rows = main(["model/net=unireplk_unet_tiny", "input_size=64", "width=8"])
-    assert rows[0]["name"] == "unireplk_unet_tiny" and rows[0]["input_size"] == (1, 3, 64, 64)
-    assert "unireplk_unet_tiny" in capsys.readouterr().out
+    rows = main(["model/net=unireplknet_tiny", "input_size=64", "width=8"])
+    assert rows[0]["name"] == "unireplknet_tiny" and rows[0]["input_size"] == (1, 3, 64, 64)
+    assert "unireplknet_tiny" in capsys.readouterr().out
     rows = main(["--all", "input_size=32x48"])
     assert [r["name"] for r in rows] == net_config_names()
-    assert {"unireplk_unet_tiny", "inceptionnext_unet_base", "convnext_unet_tiny"} <= set(net_config_names())
+    assert {"unireplknet_tiny", "inceptionnext_base", "convnext_tiny"} <= set(net_config_names())
     with pytest.raises(SystemExit):
         main([])
 
 
 def test_meta_counting_needs_no_real_compute():
     with torch.device("meta"):
-        net = unireplk_unet(width=48, enc_blocks=(2, 2, 4), middle_blocks=6, kernel_sizes=(7, 9, 13, 13))
+        net = RestorationUNet(UniRepLKNetBlock, width=48, enc_blocks=(2, 2, 4), middle_blocks=6, kernel_sizes=(7, 9, 13, 13))
     s = summarize(net, (1, 3, 512, 512))
     assert s["params"] > 10_000_000 and s["gmacs"] > 100

@@ -115,3 +115,20 @@ def test_reparameterize_walk_calls_outermost_once():
     assert out is model and not model.training
     assert [m.calls for m in model.modules() if isinstance(m, Branchy)] == [1, 1]
     assert Inner.calls == 0  # replaced by the outer block, never visited
+
+
+def test_parts_compose_for_heads():
+    """encode → (latent, skips); a second decoder from new_decoder() takes the same inputs (a residual
+    decoder), and decode(return_levels=True) gives every level, deepest first."""
+    torch.manual_seed(0)
+    net = RestorationUNet(RecordingBlock, width=4, enc_blocks=(1, 2), middle_blocks=1).eval()
+    x = torch.randn(1, 3, 16, 24)
+    latent, skips = net.encode(x)
+    assert latent.shape == (1, net.latent_channels, 4, 6) and [s.shape[1] for s in skips] == [4, 8]
+    levels = net.decode(latent, skips, return_levels=True)
+    assert [tuple(f.shape) for f in levels] == [(1, 8, 8, 12), (1, 4, 16, 24)]
+    other = net.new_decoder()
+    assert [tuple(f.shape) for f in other(latent, skips, return_levels=True)] == [tuple(f.shape) for f in levels]
+    assert other is not net.decoder and not torch.equal(other.ups[0][0].weight, net.decoder.ups[0][0].weight)
+    with pytest.raises(ValueError, match="2 levels but got 1 skips"):
+        net.decode(latent, skips[:1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import torch
@@ -18,8 +19,8 @@ from restore.models.unireplknet import (
     UniRepLKNetBlock,
     dilated_to_dense_kernel,
     fft_depthwise_conv2d,
-    unireplk_unet,
 )
+from restore.models.unet import RestorationUNet
 
 
 RTOL = 1e-5
@@ -149,8 +150,9 @@ def test_fft_conv_impl_equals_direct(deploy_first):
     assert built.dwconv.conv_impl == "fft"
 
 
-def tiny_net(**kw) -> nn.Module:
-    return unireplk_unet(width=8, enc_blocks=(1, 1), middle_blocks=1, kernel_sizes=(7, 13, 5), **kw)
+def tiny_net(deploy: bool = False, conv_impl: str = "direct", **kw) -> nn.Module:
+    block = partial(UniRepLKNetBlock, deploy=deploy, conv_impl=conv_impl)
+    return RestorationUNet(block, width=8, enc_blocks=(1, 1), middle_blocks=1, kernel_sizes=(7, 13, 5), **kw)
 
 
 @pytest.mark.parametrize("size", [(37, 41), (32, 32)])
