@@ -77,12 +77,18 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise OSError(f"Cannot read image {path}: {err}") from err
 
 
+def _decode_only(path: Path, channels: int) -> None:
+    """Decode ``path`` as training would (``OSError`` naming it if it cannot be), keeping nothing."""
+    read_image(path, channels)
+
+
 # -- base --------------------------------------------------------------------------------------
 class RestorationDataset(Dataset):
     """Base class: sampling, crops, augmentation, degradations, caching and the sample contract.
 
-    Subclasses set their images up, then call ``super().__init__(**options)``, and implement
-    :attr:`num_images`, :meth:`decode` and :attr:`image_files`.
+    Subclasses set their images and ``names`` (one per image) up, then call
+    ``super().__init__(**options)``, and implement :attr:`num_images`, :meth:`decode` and
+    :attr:`image_files`.
 
     Args:
         degradations: applied in order to lq (to gt for clean-only datasets) after cropping.
@@ -161,8 +167,8 @@ class RestorationDataset(Dataset):
         files = self.image_files
         threads = threads or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            # map re-raises the first failure in input order; results are dropped as they come
-            for _ in pool.map(functools.partial(read_image, channels=self.channels), files):
+            # map re-raises the first failure in input order; no pixels are kept
+            for _ in pool.map(functools.partial(_decode_only, channels=self.channels), files):
                 pass
 
     def __len__(self) -> int:
