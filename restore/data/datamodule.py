@@ -121,7 +121,8 @@ class RestorationDataModule(LightningDataModule):
         self.repeat = _check_repeat(repeat, len(train_sets))
         self.check_images = check_images
         self._val_sets, self._test_sets = val_sets, test_sets
-        self._checked: set[int] = set()  # ids of the datasets whose images were decoded
+        self._checked: set[int] = set()  # ids of the datasets checked by setup
+        self._checked_files: set = set()  # and their files, decoded once even where splits share them
         if not val_sets:
             raise ValueError("RestorationDataModule needs a validation dataset (val)")
         for split, datasets in (("val", val_sets), ("test", test_sets)):
@@ -158,7 +159,7 @@ class RestorationDataModule(LightningDataModule):
         """Decode every image of the val and test sets once (``check_images``), before anything runs.
 
         ``fit`` checks the val and the test sets (train.py tests after fitting), ``validate`` the
-        val sets, ``test`` the test sets; each dataset is checked once per process.
+        val sets, ``test`` the test sets; each dataset, and each file, is checked once per process.
 
         Raises:
             OSError: naming the split, the dataset and the first unreadable file.
@@ -172,7 +173,7 @@ class RestorationDataModule(LightningDataModule):
                 if check is None or id(ds) in self._checked:
                     continue
                 try:
-                    check()
+                    self._checked_files.update(check(exclude=self._checked_files))
                 except OSError as err:
                     raise OSError(f"{split} dataset {type(ds).__name__} ({len(ds)} samples): {err}; every val/test "
                                   "image is decoded at start-up (data.check_images=false skips this)") from err

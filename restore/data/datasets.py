@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -152,24 +152,29 @@ class RestorationDataset(Dataset):
         """Whether every pass yields identical samples (required of validation/test sets)."""
         return self.patch_size is None and not self.augment and (self.seed is not None or not self.degradations)
 
-    def check_images(self, threads: int | None = None) -> None:
+    def check_images(self, exclude: Collection[Path] = (), threads: int | None = None) -> list[Path]:
         """Decode every image file once (already done with ``cache=True``), so a truncated or
         unreadable file fails now rather than mid-run.
 
         Args:
+            exclude: files already checked (another split reading the same files).
             threads: decoding threads (PIL releases the GIL while decoding); ``None`` = up to 8.
+
+        Returns:
+            The files decoded.
 
         Raises:
             OSError: naming the first unreadable file (in file order).
         """
         if self._cache is not None:
-            return
-        files = self.image_files
+            return []
+        files = [path for path in self.image_files if path not in exclude]
         threads = threads or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=threads) as pool:
             # map re-raises the first failure in input order; no pixels are kept
             for _ in pool.map(functools.partial(_decode_only, channels=self.channels), files):
                 pass
+        return files
 
     def __len__(self) -> int:
         return self.length if self.length is not None else self.num_images

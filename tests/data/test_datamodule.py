@@ -147,6 +147,19 @@ def test_setup_decodes_every_val_and_test_image_naming_a_bad_one(data_root):
         only_test.setup("fit")  # train.py tests after fitting: fit checks the test set too
 
 
+def test_setup_decodes_a_file_shared_by_val_and_test_once(data_root, monkeypatch):
+    import restore.data.datasets as datasets
+
+    decoded = []
+    monkeypatch.setattr(datasets, "_decode_only", lambda path, channels: decoded.append(path))
+    val = _derain(data_root / "Rain100L", crop_size=16)  # as gopro.yaml: val crops, test full images
+    dm = RestorationDataModule(None, val, test=_derain(data_root / "Rain100L"), num_workers=0)
+    dm.setup("fit")
+    assert sorted(decoded) == sorted(val.image_files) and len(decoded) == 4
+    dm.setup("test")  # already checked in this process
+    assert len(decoded) == 4
+
+
 def test_bad_val_image_stops_fit_before_the_first_training_step(data_root):
     _truncate(data_root / "CBSD68" / "1.png")
 
