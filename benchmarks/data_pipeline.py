@@ -35,9 +35,10 @@ def degradations() -> dict:
 
 
 def samples_per_second(degradation, workers: int, patch: int, samples: int, batch: int) -> float:
-    from restore.data import EmbeddedImages, collate_samples
+    from restore.data import EmbeddedImagesDataset, collate_samples
 
-    dataset = EmbeddedImages("train", degradations=[degradation], patch_size=patch, augment=True, length=samples)
+    dataset = EmbeddedImagesDataset("train", degradations=[degradation], patch_size=patch, augment=True,
+                                    length=samples)
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=collate_samples,
                         drop_last=True)
     it = iter(loader)

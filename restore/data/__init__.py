@@ -4,20 +4,19 @@ Sample contract (every dataset)::
 
     {"lq": float32 (C, H, W), "gt": float32 (C, H, W) in [0, 1], "task": int, "name": str}
 
-Configs in ``configs/data/`` build a :class:`RestorationDataModule` from these classes; dataset
-layouts and sources are described in ``data/README.md``.
+Layout functions (``gopro_pairs``, ``rain100_pairs``, ``sots_pairs``, ``lol_pairs`` …) find the
+(lq, gt) file pairs of a dataset; :class:`PairedImageDataset` loads any list of pairs,
+:class:`CleanImageDataset` a folder of clean images and :class:`EmbeddedImagesDataset` the
+scikit-image photographs, both degraded on the fly. Configs in ``configs/data/`` build a
+:class:`RestorationDataModule` from them; layouts and sources are described in ``data/README.md``.
 """
 
 from restore.data.datamodule import RestorationDataModule, TaskTaggedDataset, collate_samples
 from restore.data.datasets import (
-    CleanFolderDataset,
-    EmbeddedImages,
-    GoProDataset,
-    PairedFolderDataset,
-    Rain100Dataset,
+    CleanImageDataset,
+    EmbeddedImagesDataset,
+    PairedImageDataset,
     RestorationDataset,
-    SOTSDataset,
-    list_images,
 )
 from restore.data.degradations import (
     AddGaussianNoise,
@@ -30,6 +29,16 @@ from restore.data.degradations import (
     RainStreaks,
     apply_degradations,
 )
+from restore.data.layouts import (
+    ImagePair,
+    gopro_avgframes_pairs,
+    gopro_pairs,
+    list_images,
+    lol_pairs,
+    paired_paths_from_folders,
+    rain100_pairs,
+    sots_pairs,
+)
 from restore.data.kernels import gaussian_kernel, load_kernel, random_motion_kernel, random_motion_trajectory
 
 __all__ = [
@@ -39,13 +48,18 @@ __all__ = [
     "collate_samples",
     # datasets
     "RestorationDataset",
-    "PairedFolderDataset",
-    "GoProDataset",
-    "Rain100Dataset",
-    "SOTSDataset",
-    "CleanFolderDataset",
-    "EmbeddedImages",
+    "PairedImageDataset",
+    "CleanImageDataset",
+    "EmbeddedImagesDataset",
+    # layouts
+    "ImagePair",
     "list_images",
+    "paired_paths_from_folders",
+    "gopro_pairs",
+    "gopro_avgframes_pairs",
+    "rain100_pairs",
+    "sots_pairs",
+    "lol_pairs",
     # degradations
     "Degradation",
     "AddGaussianNoise",

@@ -1,9 +1,15 @@
 """The LightningDataModule of the toolkit: datasets in, loaders with the sample contract out.
 
 Datasets come ready-made (Hydra instantiates them from nested ``_target_`` configs). A list of
-datasets is concatenated for all-in-one training; each sample's ``task`` is renumbered into
-:attr:`RestorationDataModule.task_names`, the distinct ``task_name`` of every dataset in order of
-first appearance (train, then val, then test), so ids mean the same in every loader.
+datasets is concatenated for all-in-one training, each repeated by its replication factor
+(``repeat``, as PromptIR repeats its rain set 120× and each noise level 3×); each sample's
+``task`` is renumbered into :attr:`RestorationDataModule.task_names`, the distinct ``task_name``
+of every dataset in order of first appearance (train, then val, then test), so ids mean the same
+in every loader.
+
+Start-up checks: validation/test sets must be deterministic (at construction), and in
+:meth:`RestorationDataModule.setup` every val/test image is decoded once, so an unreadable file
+stops the run before the first training step rather than at the first validation.
 """
 
 from __future__ import annotations
@@ -52,6 +58,17 @@ def _as_list(datasets: DatasetOrList | None) -> list[Dataset]:
     return list(datasets)  # list, tuple or an OmegaConf ListConfig of datasets
 
 
+def _check_repeat(repeat: Sequence[int] | None, num_train: int) -> list[int] | None:
+    if repeat is None:
+        return None
+    factors = list(repeat)
+    if len(factors) != num_train or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                                            for k in factors):
+        raise ValueError(f"repeat must give one integer factor >= 1 per training dataset ({num_train} given), "
+                         f"got {factors}")
+    return factors
+
+
 def _task_name(dataset: Dataset) -> str:
     return str(getattr(dataset, "task_name", "restore"))
 
@@ -72,9 +89,15 @@ class RestorationDataModule(LightningDataModule):
         root: the dataset folder, for layouts whose splits share one (GoPro): the split configs
             interpolate it (``root: ${data.root}``), so ``data.root=<path>`` moves them all. Recorded
             only; the datasets themselves check it.
+        repeat: replication factor of each training dataset (one int per dataset in ``train``,
+            each >= 1), e.g. ``[3, 1, 1]`` to see the first task's samples three times per epoch.
+            ``None`` = once each.
+        check_images: decode every val/test image once in :meth:`setup` (before training or
+            testing starts); ``False`` skips it (e.g. a huge test set you trust).
 
     Raises:
-        ValueError: no validation dataset, or a validation/test dataset that is random.
+        ValueError: no validation dataset, a validation/test dataset that is random, or a
+            ``repeat`` that does not give one factor >= 1 per training dataset.
     """
 
     def __init__(
@@ -88,11 +111,18 @@ class RestorationDataModule(LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool | None = None,
         root: str | None = None,
+        repeat: Sequence[int] | None = None,
+        check_images: bool = True,
     ) -> None:
         super().__init__()
         self.root = root
         train_sets, val_sets = _as_list(train), _as_list(val)
         test_sets = _as_list(test) if test is not None else val_sets
+        self.repeat = _check_repeat(repeat, len(train_sets))
+        self.check_images = check_images
+        self._val_sets, self._test_sets = val_sets, test_sets
+        self._checked: set[int] = set()  # ids of the datasets checked by setup
+        self._checked_files: set = set()  # and their files, decoded once even where splits share them
         if not val_sets:
             raise ValueError("RestorationDataModule needs a validation dataset (val)")
         for split, datasets in (("val", val_sets), ("test", test_sets)):
@@ -102,7 +132,7 @@ class RestorationDataModule(LightningDataModule):
                         f"{split} dataset {type(ds).__name__} is random ({ds!r}); validation and test sets need a "
                         "seed and no patch_size/augment, so every pass sees identical inputs")
         self._task_names = list(dict.fromkeys(_task_name(ds) for ds in train_sets + val_sets + test_sets))
-        self.train_dataset = self._combine(train_sets)
+        self.train_dataset = self._combine(train_sets, self.repeat)
         self.val_dataset = self._combine(val_sets)
         self.test_dataset = self._combine(test_sets)
         self.batch_size = batch_size
@@ -117,11 +147,37 @@ class RestorationDataModule(LightningDataModule):
         """Names of the task ids in batches (``batch["task"] == i`` ↔ ``task_names[i]``)."""
         return list(self._task_names)
 
-    def _combine(self, datasets: list[Dataset]) -> Dataset | None:
+    def _combine(self, datasets: list[Dataset], repeat: Sequence[int] | None = None) -> Dataset | None:
         if not datasets:
             return None
-        tagged = [TaskTaggedDataset(ds, self._task_names.index(_task_name(ds))) for ds in datasets]
+        tagged = []
+        for ds, times in zip(datasets, repeat or [1] * len(datasets)):
+            tagged += [TaskTaggedDataset(ds, self._task_names.index(_task_name(ds)))] * times
         return tagged[0] if len(tagged) == 1 else ConcatDataset(tagged)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Decode every image of the val and test sets once (``check_images``), before anything runs.
+
+        ``fit`` checks the val and the test sets (train.py tests after fitting), ``validate`` the
+        val sets, ``test`` the test sets; each dataset, and each file, is checked once per process.
+
+        Raises:
+            OSError: naming the split, the dataset and the first unreadable file.
+        """
+        if not self.check_images:
+            return
+        splits = {"fit": ("val", "test"), "validate": ("val",), "test": ("test",)}.get(stage or "fit", ())
+        for split in splits:
+            for ds in self._val_sets if split == "val" else self._test_sets:
+                check = getattr(ds, "check_images", None)
+                if check is None or id(ds) in self._checked:
+                    continue
+                try:
+                    self._checked_files.update(check(exclude=self._checked_files))
+                except OSError as err:
+                    raise OSError(f"{split} dataset {type(ds).__name__} ({len(ds)} samples): {err}; every val/test "
+                                  "image is decoded at start-up (data.check_images=false skips this)") from err
+                self._checked.add(id(ds))
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -1,6 +1,15 @@
-"""Restoration datasets: paired folders (GoPro, Rain100, SOTS, any lq/gt pair of folders), clean
-images with on-the-fly degradations (BSD400, WED, DIV2K, CBSD68 …) and the photographs
-scikit-image ships (the default, offline data).
+"""Restoration datasets: pairs of files (any layout of :mod:`restore.data.layouts`), clean images
+with on-the-fly degradations (BSD400, WED, DIV2K, CBSD68 …) and the photographs scikit-image
+ships (the default, offline data).
+
+Three classes share one base, :class:`RestorationDataset`, which takes the sampling arguments
+(degradations, task, channels, patch_size, augment, crop_size, seed, length, cache) once:
+
+- :class:`PairedImageDataset`: a list of (lq, gt) file pairs, from a layout function
+  (``gopro_pairs``, ``rain100_pairs``, ``sots_pairs``, ``lol_pairs`` …), as BasicSR's
+  ``paired_paths_from_folder`` feeding its ``PairedImageDataset``;
+- :class:`CleanImageDataset`: a folder of clean images, lq made by the degradations;
+- :class:`EmbeddedImagesDataset`: the scikit-image photographs, lq made by the degradations.
 
 Every dataset returns the sample contract the Lightning module relies on::
 
@@ -16,141 +25,74 @@ noise) from one ``torch.Generator``. With ``seed`` set it is seeded from (seed, 
 pass over a validation set sees identical inputs, in any worker; with ``seed=None`` (training) it
 is seeded from the global torch RNG, which the DataLoader seeds differently in each worker.
 
-Layouts and errors: a missing root raises ``FileNotFoundError`` naming the path and the layout
-expected; an empty folder, unmatched lq/gt stems or count, and lq/gt of different sizes raise
-``ValueError`` naming the files; an unreadable image raises ``OSError`` naming the file.
+What is checked when:
+
+- construction: folders and pairing (by the layout function: missing folder → ``FileNotFoundError``
+  naming it and the layout; empty folder, unmatched stems → ``ValueError`` naming the files), and
+  each pair's lq/gt sizes, read from the image headers without decoding (``ValueError`` naming
+  both files and sizes; an unreadable header → ``OSError`` naming the file);
+- :meth:`RestorationDataset.check_images` (called by the datamodule's ``setup`` for val/test
+  sets): every image decoded once, ``OSError`` naming the first unreadable or truncated file;
+- loading a sample: the same ``OSError`` (a truncated training image surfaces here).
 """
 
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from restore.data.degradations import Degradation, apply_degradations, task_name_of
+from restore.data.degradations import AddGaussianNoise, Degradation, apply_degradations, task_name_of
+from restore.data.layouts import ImagePair, list_images
 from restore.data.transforms import center_crop, random_crop_pair, random_flip_rot_pair
-from restore.utils.image import IMAGE_EXTENSIONS, read_image
+from restore.utils.image import read_image
 
 __all__ = [
     "RestorationDataset",
-    "PairedFolderDataset",
-    "GoProDataset",
-    "Rain100Dataset",
-    "SOTSDataset",
-    "CleanFolderDataset",
-    "EmbeddedImages",
-    "list_images",
-    "pair_by_stem",
+    "PairedImageDataset",
+    "CleanImageDataset",
+    "EmbeddedImagesDataset",
     "EMBEDDED_TRAIN",
     "EMBEDDED_VAL",
 ]
 
 
-# -- files -------------------------------------------------------------------------------------
-def _natural_key(path: Path) -> list:
-    """Sort ``2.png`` before ``10.png``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise OSError(f"Cannot read image {path}: {err}") from err
 
 
-def list_images(folder: str | Path, recursive: bool = False, what: str = "image folder") -> list[Path]:
-    """Image files (``IMAGE_EXTENSIONS``) in ``folder``, naturally sorted.
-
-    Raises:
-        FileNotFoundError: ``folder`` does not exist (the message names it as ``what``).
-        ValueError: ``folder`` holds no image files.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{what} not found: {folder}")
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted((p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
-    if not files:
-        raise ValueError(f"{what} {folder} contains no images ({', '.join(IMAGE_EXTENSIONS)})"
-                         f"{' in any sub-folder' if recursive else ''}")
-    return files
-
-
-def _stem_index(files: Sequence[Path], folder: Path) -> dict[str, Path]:
-    index: dict[str, Path] = {}
-    for path in files:
-        if path.stem in index:
-            raise ValueError(f"two images with stem {path.stem!r} in {folder}: {index[path.stem].name} and {path.name}")
-        index[path.stem] = path
-    return index
-
-
-def pair_by_stem(
-    lq_dir: Path,
-    gt_dir: Path,
-    gt_stems: Callable[[str], Sequence[str]] = lambda stem: (stem,),
-    one_to_one: bool = True,
-) -> list[tuple[Path, Path]]:
-    """Pair every lq image with the gt image whose stem is the first of ``gt_stems(lq_stem)`` found.
-
-    Args:
-        one_to_one: also require every gt image to be used (same counts); off where several lq
-            images share one gt (SOTS: ``hazy/1400_1..10`` → ``clear/1400``).
-
-    Raises:
-        ValueError: naming the first lq image without gt (or, one-to-one, the first unused gt).
-    """
-    lq_files = list_images(lq_dir, what="lq folder")
-    gt_index = _stem_index(list_images(gt_dir, what="gt folder"), gt_dir)
-    pairs, used = [], set()
-    for lq in lq_files:
-        candidates = list(dict.fromkeys(gt_stems(lq.stem)))
-        gt = next((gt_index[s] for s in candidates if s in gt_index), None)
-        if gt is None:
-            raise ValueError(f"lq/gt mismatch: {len(lq_files)} lq images in {lq_dir}, {len(gt_index)} gt images in "
-                             f"{gt_dir}; first unmatched: lq {lq} has no gt image with stem "
-                             f"{' or '.join(repr(s) for s in candidates)} in {gt_dir}")
-        pairs.append((lq, gt))
-        used.add(gt.stem)
-    if one_to_one and len(used) != len(gt_index):
-        unused = next(p for s, p in gt_index.items() if s not in used)
-        raise ValueError(f"lq/gt mismatch: {len(lq_files)} lq images in {lq_dir}, {len(gt_index)} gt images in "
-                         f"{gt_dir}; first unmatched: gt {unused} has no lq image")
-    return pairs
-
-
-def _regex_stem_map(stem_map: Sequence[str] | None) -> Callable[[str], Sequence[str]]:
-    """``[pattern, replacement]`` → lq stem ↦ gt stem (``re.fullmatch`` + ``expand``)."""
-    if stem_map is None:
-        return lambda stem: (stem,)
-    if isinstance(stem_map, str) or len(stem_map) != 2:
-        raise ValueError(f"stem_map must be [pattern, replacement], e.g. ['(.*)_\\d+', '\\1'], got {stem_map!r}")
-    pattern, replacement = re.compile(stem_map[0]), str(stem_map[1])
-
-    def gt_stems(stem: str) -> Sequence[str]:
-        match = pattern.fullmatch(stem)
-        return (match.expand(replacement),) if match else (stem,)
-
-    return gt_stems
-
-
-def _find_subdir(root: Path, pattern: str) -> Path | None:
-    """First sub-folder of ``root`` whose name fully matches ``pattern`` (case-insensitive)."""
-    regex = re.compile(pattern, re.IGNORECASE)
-    return next((d for d in sorted(root.iterdir()) if d.is_dir() and regex.fullmatch(d.name)), None)
+def _decode_only(path: Path, channels: int) -> None:
+    """Decode ``path`` as training would (``OSError`` naming it if it cannot be), keeping nothing."""
+    read_image(path, channels)
 
 
 # -- base --------------------------------------------------------------------------------------
 class RestorationDataset(Dataset):
-    """Base class: sampling, crops, augmentation, degradations and the sample contract.
+    """Base class: sampling, crops, augmentation, degradations, caching and the sample contract.
 
-    Subclasses implement :attr:`num_images` and :meth:`load`.
+    Subclasses set their images and ``names`` (one per image) up, then call
+    ``super().__init__(**options)``, and implement :attr:`num_images`, :meth:`decode` and
+    :attr:`image_files`.
 
     Args:
         degradations: applied in order to lq (to gt for clean-only datasets) after cropping.
-        task: task name; ``None`` = the degradations' task names joined by ``+``, or the
-            dataset's own (``"deblur"`` for GoPro, …).
+        task: task name; ``None`` = the degradations' task names joined by ``+``, else ``"restore"``.
         channels: 3 (RGB) or 1 (grayscale).
         patch_size: random crop side for training; ``None`` = full images.
         augment: random flips and 90° rotations (training).
@@ -158,9 +100,10 @@ class RestorationDataset(Dataset):
         seed: ``None`` draws fresh randomness (training); an int makes sample ``i`` depend only
             on (seed, i) (validation/test).
         length: samples per epoch (indices wrap over the images); ``None`` = one per image.
+        cache: decode every image once at construction and keep it in memory (small sets such
+            as BSD400 / CBSD68; float32, ≈ 12 bytes per RGB pixel). Loaded in the main process,
+            before the DataLoader forks, so workers share the memory.
     """
-
-    default_task = "restore"
 
     def __init__(
         self,
@@ -172,6 +115,7 @@ class RestorationDataset(Dataset):
         crop_size: int | None = None,
         seed: int | None = None,
         length: int | None = None,
+        cache: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
@@ -179,21 +123,27 @@ class RestorationDataset(Dataset):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
         self.degradations = list(degradations or [])
-        self.task_name = task or (task_name_of(self.degradations) if self.degradations else self.default_task)
+        self.task_name = task or (task_name_of(self.degradations) if self.degradations else "restore")
         self.channels = channels
         self.patch_size = patch_size
         self.augment = augment
         self.crop_size = crop_size
         self.seed = seed
         self.length = length
+        self._cache = [self.decode(i) for i in range(self.num_images)] if cache else None
 
     # -- to implement --
     @property
     def num_images(self) -> int:
         raise NotImplementedError
 
-    def load(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, str]:
-        """Image ``i`` as (lq or None for clean-only data, gt, name), each (C, H, W) in [0, 1]."""
+    def decode(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Image ``i`` as (lq or None for clean-only data, gt), each (C, H, W) in [0, 1]."""
+        raise NotImplementedError
+
+    @property
+    def image_files(self) -> list[Path]:
+        """Every file the dataset reads (each once), for :meth:`check_images`."""
         raise NotImplementedError
 
     # -- shared --
@@ -201,6 +151,30 @@ class RestorationDataset(Dataset):
     def is_deterministic(self) -> bool:
         """Whether every pass yields identical samples (required of validation/test sets)."""
         return self.patch_size is None and not self.augment and (self.seed is not None or not self.degradations)
+
+    def check_images(self, exclude: Collection[Path] = (), threads: int | None = None) -> list[Path]:
+        """Decode every image file once (already done with ``cache=True``), so a truncated or
+        unreadable file fails now rather than mid-run.
+
+        Args:
+            exclude: files already checked (another split reading the same files).
+            threads: decoding threads (PIL releases the GIL while decoding); ``None`` = up to 8.
+
+        Returns:
+            The files decoded.
+
+        Raises:
+            OSError: naming the first unreadable file (in file order).
+        """
+        if self._cache is not None:
+            return []
+        files = [path for path in self.image_files if path not in exclude]
+        threads = threads or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            # map re-raises the first failure in input order; no pixels are kept
+            for _ in pool.map(functools.partial(_decode_only, channels=self.channels), files):
+                pass
+        return files
 
     def __len__(self) -> int:
         return self.length if self.length is not None else self.num_images
@@ -213,6 +187,11 @@ class RestorationDataset(Dataset):
         else:
             seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1, np.uint64)[0])
         return torch.Generator().manual_seed(seed)
+
+    def load(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, str]:
+        """Image ``i`` (from the cache when there is one) and its name."""
+        lq, gt = self._cache[i] if self._cache is not None else self.decode(i)
+        return lq, gt, self.names[i]
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
@@ -241,267 +220,102 @@ class RestorationDataset(Dataset):
                 f"seed={self.seed}, degradations={self.degradations})")
 
 
-# -- paired folders ----------------------------------------------------------------------------
-class _PairedDataset(RestorationDataset):
-    """Pairs of files, loaded lazily (or all at construction with ``cache=True``)."""
+# -- pairs of files ----------------------------------------------------------------------------
+def _as_pair(item: ImagePair | Sequence) -> ImagePair:
+    if isinstance(item, ImagePair):
+        return item
+    if isinstance(item, (str, bytes)) or len(item) not in (2, 3):
+        raise ValueError(f"a pair must be (lq_path, gt_path) or (lq_path, gt_path, name), got {item!r}")
+    lq, gt = Path(item[0]), Path(item[1])
+    return ImagePair(lq, gt, str(item[2]) if len(item) == 3 else lq.stem)
 
-    def __init__(self, pairs: list[tuple[Path, Path]], names: list[str] | None = None, cache: bool = False,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.pairs = pairs
-        self.names = names or [lq.stem for lq, _ in pairs]
-        # loaded in the main process, before the DataLoader forks: workers share the memory
-        self._cache = [self._load_pair(i) for i in range(len(pairs))] if cache else None
+
+class PairedImageDataset(RestorationDataset):
+    """Degraded/clean pairs of image files, loaded lazily (or all at construction with ``cache``).
+
+    Each pair's lq and gt sizes are compared at construction from the image headers (no
+    decoding), so a mismatch fails here, naming both files.
+
+    Args:
+        pairs: (lq, gt[, name]) pairs, e.g. from a layout function of :mod:`restore.data.layouts`
+            (in a config, a nested ``_target_: restore.data.rain100_pairs`` …); ``name`` defaults
+            to the lq stem.
+        **options: the sampling arguments of :class:`RestorationDataset` (degradations are added
+            on top of lq, e.g. extra noise).
+
+    Raises:
+        ValueError: no pairs, or a pair whose lq and gt differ in size (naming both files).
+        OSError / FileNotFoundError: a file whose header cannot be read, or that does not exist.
+    """
+
+    def __init__(self, pairs: Sequence[ImagePair | Sequence], **options) -> None:
+        self.pairs = [_as_pair(item) for item in pairs]
+        if not self.pairs:
+            raise ValueError("PairedImageDataset got no (lq, gt) pairs")
+        self.names = [pair.name for pair in self.pairs]
+        sizes = {}  # several lq images may share one gt (SOTS): read each header once
+        for lq, gt, _ in self.pairs:
+            for path in (lq, gt):
+                if path not in sizes:
+                    sizes[path] = _image_size(path)
+            if sizes[lq] != sizes[gt]:
+                raise ValueError(f"lq/gt sizes differ: lq {lq} is {sizes[lq][0]}×{sizes[lq][1]}, "
+                                 f"gt {gt} is {sizes[gt][0]}×{sizes[gt][1]} (width×height)")
+        super().__init__(**options)
 
     @property
     def num_images(self) -> int:
         return len(self.pairs)
 
-    def _load_pair(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lq_path, gt_path = self.pairs[i]
+    @property
+    def image_files(self) -> list[Path]:
+        return list(dict.fromkeys(path for lq, gt, _ in self.pairs for path in (lq, gt)))
+
+    def decode(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lq_path, gt_path, _ = self.pairs[i]
         lq, gt = self._read(lq_path), self._read(gt_path)
-        if lq.shape[-2:] != gt.shape[-2:]:
+        if lq.shape[-2:] != gt.shape[-2:]:  # checked at construction; a file replaced since is caught here
             raise ValueError(f"lq/gt sizes differ: lq {lq_path} is {lq.shape[-1]}×{lq.shape[-2]}, "
                              f"gt {gt_path} is {gt.shape[-1]}×{gt.shape[-2]} (width×height)")
         return lq, gt
 
-    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        lq, gt = self._cache[i] if self._cache is not None else self._load_pair(i)
-        return lq, gt, self.names[i]
-
-
-class PairedFolderDataset(_PairedDataset):
-    """Degraded images in ``lq_dir`` matched by file stem to clean images in ``gt_dir``.
-
-    Args:
-        lq_dir: folder of degraded images.
-        gt_dir: folder of ground-truth images.
-        stem_map: ``[pattern, replacement]`` turning an lq stem into its gt stem (``re.fullmatch``
-            then ``Match.expand``); stems the pattern does not match are used as they are.
-            E.g. ``['(.*)_\\d+', '\\1']`` (SOTS ``1400_1`` → ``1400``), ``['(.*)', '\\1_gt']``
-            (``S`` → ``S_gt``). With a map, several lq images may share one gt.
-        cache: decode every pair once at construction (small sets; surfaces bad files early).
-        task: task name (default ``"restore"``, or the degradations').
-        degradations, channels, patch_size, augment, crop_size, seed, length: see
-            :class:`RestorationDataset` (degradations are added on top of lq, e.g. extra noise).
-    """
-
-    def __init__(
-        self,
-        lq_dir: str | Path,
-        gt_dir: str | Path,
-        stem_map: Sequence[str] | None = None,
-        cache: bool = False,
-        task: str | None = None,
-        degradations: Sequence[Degradation] | None = None,
-        channels: int = 3,
-        patch_size: int | None = None,
-        augment: bool = False,
-        crop_size: int | None = None,
-        seed: int | None = None,
-        length: int | None = None,
-    ) -> None:
-        lq_dir, gt_dir = Path(lq_dir), Path(gt_dir)
-        for what, folder in (("lq", lq_dir), ("gt", gt_dir)):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"{what} folder {folder} not found; expected degraded images in "
-                                        f"{lq_dir} matched by file stem to clean images in {gt_dir}")
-        pairs = pair_by_stem(lq_dir, gt_dir, _regex_stem_map(stem_map), one_to_one=stem_map is None)
-        self.lq_dir, self.gt_dir = lq_dir, gt_dir
-        super().__init__(pairs, cache=cache, task=task, degradations=degradations, channels=channels,
-                         patch_size=patch_size, augment=augment, crop_size=crop_size, seed=seed, length=length)
-
-
-class GoProDataset(_PairedDataset):
-    """GoPro deblurring (Nah et al., CVPR 2017): ``<root>/{train,test}/<sequence>/{blur,sharp}/*.png``.
-
-    Args:
-        root: the ``GoPro_Large`` folder (a folder containing ``GoPro_Large/`` also works).
-        split: ``"train"`` or ``"test"``.
-        blur_dir: ``"blur"`` or ``"blur_gamma"`` (the gamma-corrected variant).
-        Other arguments: see :class:`PairedFolderDataset`. Names are ``<sequence>_<frame stem>``.
-    """
-
-    default_task = "deblur"
-    LAYOUT = "GoPro_Large/{train,test}/<sequence>/{blur,sharp}/*.png"
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        blur_dir: str = "blur",
-        cache: bool = False,
-        task: str | None = None,
-        degradations: Sequence[Degradation] | None = None,
-        channels: int = 3,
-        patch_size: int | None = None,
-        augment: bool = False,
-        crop_size: int | None = None,
-        seed: int | None = None,
-        length: int | None = None,
-    ) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"GoPro root {root} not found; expected {self.LAYOUT} (see data/README.md)")
-        if not (root / split).is_dir() and (root / "GoPro_Large" / split).is_dir():
-            root = root / "GoPro_Large"
-        split_dir = root / split
-        if not split_dir.is_dir():
-            raise FileNotFoundError(f"GoPro split folder {split_dir} not found; expected {self.LAYOUT}")
-        sequences = sorted(d for d in split_dir.iterdir() if d.is_dir())
-        if not sequences:
-            raise ValueError(f"GoPro split folder {split_dir} has no <sequence> folders; expected {self.LAYOUT}")
-        pairs, names = [], []
-        for seq in sequences:
-            for folder in (seq / blur_dir, seq / "sharp"):
-                if not folder.is_dir():
-                    raise FileNotFoundError(f"GoPro sequence folder {folder} not found; expected {self.LAYOUT}")
-            seq_pairs = pair_by_stem(seq / blur_dir, seq / "sharp")
-            pairs += seq_pairs
-            names += [f"{seq.name}_{lq.stem}" for lq, _ in seq_pairs]
-        self.root, self.split = root, split
-        super().__init__(pairs, names, cache=cache, task=task, degradations=degradations, channels=channels,
-                         patch_size=patch_size, augment=augment, crop_size=crop_size, seed=seed, length=length)
-
-
-class Rain100Dataset(_PairedDataset):
-    """Rain100L / Rain100H deraining (Yang et al., CVPR 2017), in either distributed layout.
-
-    ``<root>/{rainy | rain | input | inputcrop}/`` ↔ ``<root>/{norain | clean | cleancrop | target | gt}/``,
-    with the same stems (``inputcrop/N.png`` ↔ ``cleancrop/N.png``) or JORDER/PReNet's
-    ``rain-N`` ↔ ``norain-N``.
-
-    Args:
-        root: the ``Rain100L`` or ``Rain100H`` folder.
-        lq_dir, gt_dir: sub-folder names, when auto-detection is not wanted.
-        Other arguments: see :class:`PairedFolderDataset`.
-    """
-
-    default_task = "derain"
-    LQ_DIRS, GT_DIRS = r"rainy|rain|input.*", r"norain|clean.*|target|gt|groundtruth"
-    LAYOUT = ("<root>/{rainy,input,inputcrop}/<name>.png ↔ <root>/{norain,clean,cleancrop,target}/<name>.png "
-              "(or rain-N.png ↔ norain-N.png)")
-
-    def __init__(
-        self,
-        root: str | Path,
-        lq_dir: str | None = None,
-        gt_dir: str | None = None,
-        cache: bool = False,
-        task: str | None = None,
-        degradations: Sequence[Degradation] | None = None,
-        channels: int = 3,
-        patch_size: int | None = None,
-        augment: bool = False,
-        crop_size: int | None = None,
-        seed: int | None = None,
-        length: int | None = None,
-    ) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"Rain100 root {root} not found; expected {self.LAYOUT} (see data/README.md)")
-        lq = root / lq_dir if lq_dir else _find_subdir(root, self.LQ_DIRS)
-        gt = root / gt_dir if gt_dir else _find_subdir(root, self.GT_DIRS)
-        if lq is None or gt is None or not lq.is_dir() or not gt.is_dir():
-            found = sorted(d.name for d in root.iterdir() if d.is_dir())
-            raise FileNotFoundError(f"Rain100 root {root}: no {'rainy' if lq is None or not lq.is_dir() else 'clean'} "
-                                    f"image folder; expected {self.LAYOUT}; found sub-folders {found}")
-
-        def gt_stems(stem: str) -> Sequence[str]:
-            return (stem, re.sub(r"^rain", "norain", stem), "no" + stem)
-
-        pairs = pair_by_stem(lq, gt, gt_stems)
-        self.root = root
-        super().__init__(pairs, cache=cache, task=task, degradations=degradations, channels=channels,
-                         patch_size=patch_size, augment=augment, crop_size=crop_size, seed=seed, length=length)
-
-
-class SOTSDataset(_PairedDataset):
-    """RESIDE SOTS dehazing (Li et al., TIP 2019): ``<root>/hazy/<id>_<k>.png`` ↔ ``<root>/{clear,gt}/<id>.png``.
-
-    Several hazy images (airlight/β variants ``_k``, or outdoor ``<id>_<A>_<β>``) share one clear
-    image; the gt stem is the hazy stem up to its first ``_``.
-
-    Args:
-        root: the ``SOTS/indoor`` or ``SOTS/outdoor`` folder.
-        Other arguments: see :class:`PairedFolderDataset`.
-    """
-
-    default_task = "dehaze"
-    LAYOUT = "<root>/hazy/<id>_<k>.png ↔ <root>/{clear,gt}/<id>.png"
-
-    def __init__(
-        self,
-        root: str | Path,
-        cache: bool = False,
-        task: str | None = None,
-        degradations: Sequence[Degradation] | None = None,
-        channels: int = 3,
-        patch_size: int | None = None,
-        augment: bool = False,
-        crop_size: int | None = None,
-        seed: int | None = None,
-        length: int | None = None,
-    ) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"SOTS root {root} not found; expected {self.LAYOUT} (see data/README.md)")
-        hazy, clear = root / "hazy", _find_subdir(root, r"clear|gt")
-        if not hazy.is_dir() or clear is None:
-            raise FileNotFoundError(f"SOTS root {root}: needs hazy/ and clear/ (or gt/) sub-folders; "
-                                    f"expected {self.LAYOUT}")
-        pairs = pair_by_stem(hazy, clear, lambda stem: (stem.split("_", 1)[0], stem), one_to_one=False)
-        self.root = root
-        super().__init__(pairs, cache=cache, task=task, degradations=degradations, channels=channels,
-                         patch_size=patch_size, augment=augment, crop_size=crop_size, seed=seed, length=length)
-
 
 # -- clean images + synthetic degradations -----------------------------------------------------
-class CleanFolderDataset(RestorationDataset):
+class CleanImageDataset(RestorationDataset):
     """A folder of clean images; lq is synthesised on the fly (BSD400, WED, DIV2K, CBSD68 …).
 
     Args:
         root: folder of clean images.
         degradations: at least one, applied in order to each (cropped) clean image.
         recursive: also take images in sub-folders (names become ``<subdir>_<stem>``).
-        cache: decode every image once at construction (small sets such as BSD400 / CBSD68).
-        Other arguments: see :class:`RestorationDataset`.
+        **options: the other sampling arguments of :class:`RestorationDataset`.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        degradations: Sequence[Degradation],
-        recursive: bool = False,
-        cache: bool = False,
-        task: str | None = None,
-        channels: int = 3,
-        patch_size: int | None = None,
-        augment: bool = False,
-        crop_size: int | None = None,
-        seed: int | None = None,
-        length: int | None = None,
-    ) -> None:
+    LAYOUT = "<root>/*.png (or .jpg, .bmp …) clean images, e.g. BSD400 / WED / DIV2K_train_HR"
+
+    def __init__(self, root: str | Path, degradations: Sequence[Degradation], recursive: bool = False,
+                 **options) -> None:
         root = Path(root)
         if not root.is_dir():
-            raise FileNotFoundError(f"clean-image folder {root} not found; expected <root>/*.png (or .jpg, .bmp …) "
-                                    "clean images, e.g. BSD400 / WED / DIV2K_train_HR (see data/README.md)")
+            raise FileNotFoundError(f"clean-image folder {root} not found; expected {self.LAYOUT} "
+                                    "(see data/README.md)")
         if not degradations:
-            raise ValueError(f"CleanFolderDataset({root}) needs at least one degradation to make lq images from")
-        super().__init__(degradations=degradations, task=task, channels=channels, patch_size=patch_size,
-                         augment=augment, crop_size=crop_size, seed=seed, length=length)
+            raise ValueError(f"CleanImageDataset({root}) needs at least one degradation to make lq images from")
         self.root = root
-        self.files = list_images(root, recursive, what="clean-image folder")
+        self.files = list_images(root, recursive, what="clean-image folder", layout=self.LAYOUT)
         self.names = ["_".join(p.relative_to(root).with_suffix("").parts) for p in self.files]
-        self._cache = [self._read(p) for p in self.files] if cache else None
+        super().__init__(degradations=degradations, **options)
 
     @property
     def num_images(self) -> int:
         return len(self.files)
 
-    def load(self, i: int) -> tuple[None, torch.Tensor, str]:
-        gt = self._cache[i] if self._cache is not None else self._read(self.files[i])
-        return None, gt, self.names[i]
+    @property
+    def image_files(self) -> list[Path]:
+        return list(self.files)
+
+    def decode(self, i: int) -> tuple[None, torch.Tensor]:
+        return None, self._read(self.files[i])
 
 
 # -- embedded photographs ----------------------------------------------------------------------
@@ -539,51 +353,43 @@ def _embedded_image(name: str, channels: int, max_side: int | None) -> torch.Ten
     return image.clamp(0, 1).contiguous()
 
 
-class EmbeddedImages(RestorationDataset):
+class EmbeddedImagesDataset(RestorationDataset):
     """The photographs scikit-image ships: real data that loads offline, the toolkit's default.
 
     Fixed split: ``"val"`` = chelsea (RGB) + camera (gray); ``"train"`` = astronaut, coffee,
     rocket, hubble_deep_field, immunohistochemistry, retina, stereo_motorcycle (left and right),
     moon, coins, clock, brick, grass, gravel, page, text. Gray photographs are replicated to RGB
     when ``channels=3`` (colour ones converted to luma when ``channels=1``). Images are decoded once
-    per process and kept in memory.
+    per process and kept in memory (``cache`` changes nothing).
 
     Args:
         split: ``"train"`` or ``"val"``.
         degradations: ``None`` = AWGN, σ ∈ [0, 50] for train, σ = 25 for val (blind denoising).
         max_side: downscale images whose long side exceeds this (retina is 1411²); ``None`` keeps all.
-        Other arguments: see :class:`RestorationDataset`.
+        **options: the other sampling arguments of :class:`RestorationDataset`.
     """
 
-    def __init__(
-        self,
-        split: str = "train",
-        degradations: Sequence[Degradation] | None = None,
-        task: str | None = None,
-        channels: int = 3,
-        patch_size: int | None = None,
-        augment: bool = False,
-        crop_size: int | None = None,
-        seed: int | None = None,
-        length: int | None = None,
-        max_side: int | None = 512,
-    ) -> None:
+    def __init__(self, split: str = "train", degradations: Sequence[Degradation] | None = None,
+                 max_side: int | None = 512, **options) -> None:
         if split not in ("train", "val"):
-            raise ValueError(f"EmbeddedImages split must be 'train' or 'val', got {split!r}")
+            raise ValueError(f"EmbeddedImagesDataset split must be 'train' or 'val', got {split!r}")
         if degradations is None:
-            from restore.data.degradations import AddGaussianNoise
-
             degradations = [AddGaussianNoise(sigma=(0.0, 50.0) if split == "train" else 25.0)]
-        super().__init__(degradations=degradations, task=task, channels=channels, patch_size=patch_size,
-                         augment=augment, crop_size=crop_size, seed=seed, length=length)
         self.split = split
         self.max_side = max_side
         self.names = list(EMBEDDED_TRAIN if split == "train" else EMBEDDED_VAL)
-        self.images = [_embedded_image(name, channels, max_side) for name in self.names]
+        channels = options.get("channels", 3)
+        if channels in (1, 3):  # anything else is refused by the base class
+            self.images = [_embedded_image(name, channels, max_side) for name in self.names]
+        super().__init__(degradations=degradations, **options)
 
     @property
     def num_images(self) -> int:
-        return len(self.images)
+        return len(self.names)
 
-    def load(self, i: int) -> tuple[None, torch.Tensor, str]:
-        return None, self.images[i], self.names[i]
+    @property
+    def image_files(self) -> list[Path]:
+        return []  # decoded at construction
+
+    def decode(self, i: int) -> tuple[None, torch.Tensor]:
+        return None, self.images[i]

@@ -98,23 +98,41 @@ class AddGaussianNoise:
 
     Args:
         sigma: fixed σ, or a [low, high] range drawn uniformly per image (e.g. [0, 50]).
+        sigma_choices: instead of ``sigma``, σ drawn per image from these levels with equal
+            probability (e.g. [15, 25, 50], the all-in-one papers' three noise levels).
         clip: clip the noisy image to [0, 1]; off by default, as DnCNN-style benchmarks are.
         task: task name of the samples.
     """
 
-    def __init__(self, sigma: float | Sequence[float] = 25.0, clip: bool = False, task: str = "denoise") -> None:
-        self.sigma = _range(sigma, "sigma")
+    def __init__(self, sigma: float | Sequence[float] | None = None, sigma_choices: Sequence[float] | None = None,
+                 clip: bool = False, task: str = "denoise") -> None:
+        if sigma is not None and sigma_choices is not None:
+            raise ValueError(f"give sigma or sigma_choices, not both (got sigma={sigma}, "
+                             f"sigma_choices={sigma_choices})")
+        if sigma_choices is not None:
+            self.sigma_choices = tuple(float(v) for v in sigma_choices)
+            if not self.sigma_choices:
+                raise ValueError("sigma_choices must list at least one σ")
+            self.sigma = (min(self.sigma_choices), max(self.sigma_choices))
+        else:
+            self.sigma_choices = None
+            self.sigma = _range(25.0 if sigma is None else sigma, "sigma")
         if self.sigma[0] < 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma}")
+            raise ValueError(f"sigma must be >= 0, got {sigma if sigma_choices is None else sigma_choices}")
         self.clip = clip
         self.task = task
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        sigma = _draw(self.sigma, generator) / 255.0
+        if self.sigma_choices is not None:
+            sigma = self.sigma_choices[int(torch.randint(len(self.sigma_choices), (), generator=generator))] / 255.0
+        else:
+            sigma = _draw(self.sigma, generator) / 255.0
         noisy = image + sigma * torch.randn(image.shape, generator=generator, dtype=image.dtype)
         return noisy.clamp(0, 1) if self.clip else noisy
 
     def __repr__(self) -> str:
+        if self.sigma_choices is not None:
+            return _describe(self, sigma_choices=self.sigma_choices, clip=self.clip, task=self.task)
         return _describe(self, sigma=self.sigma, clip=self.clip, task=self.task)
 
 

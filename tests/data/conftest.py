@@ -9,8 +9,12 @@ import pytest
 from PIL import Image
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
 def write_png(path: Path, size: tuple[int, int] = (24, 20), seed: int = 0, gray: bool = False) -> Path:
-    """A smooth random image of ``size`` = (width, height), so blur/crop tests have structure."""
+    """A smooth random image of ``size`` = (width, height), so blur/crop tests have structure
+    (any extension PIL writes: ``.jpg`` gives a JPEG)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     w, h = size
@@ -57,6 +61,45 @@ def build_layouts(root: Path) -> Path:
     return root
 
 
+def build_shared_layouts(root: Path) -> Path:
+    """The layouts of the reference sets in ../shared/data (see its README), tiny, under ``root``
+    (a stand-in for ``<paths.shared_dir>/data``)."""
+    for k in (1, 2, 10):  # PReNet's Rain100L: clean images at the top level
+        write_png(root / "derain" / "Rain100L" / "rainy" / f"rain-{k:03d}.png", seed=k)
+        write_png(root / "derain" / "Rain100L" / f"norain-{k:03d}.png", seed=k + 5)
+        write_png(root / "derain" / "Rain100H" / "inputcrop" / f"{k}.png", seed=k)
+        write_png(root / "derain" / "Rain100H" / "cleancrop" / f"{k}.png", seed=k + 5)
+        write_png(root / "lowlight" / "LOL_eval15" / "low" / f"{k}.png", seed=k)
+        write_png(root / "lowlight" / "LOL_eval15" / "high" / f"{k}.png", seed=k + 5)
+        write_png(root / "deblur" / "GoPro_avgframes" / "blur" / f"GOPR0374_11_00_st_frame-{k}_n_avg-8.png", seed=k)
+        write_png(root / "deblur" / "GoPro_avgframes" / "gt" / f"GOPR0374_11_00_st_frame-{k}_n_avg-8_gt.png",
+                  seed=k + 5)
+    for image_id, k in ((1400, 9), (1402, 9), (1403, 8)):
+        write_png(root / "dehaze" / "SOTS_samples" / "indoor" / "hazy" / f"{image_id}_{k}.png", seed=k)
+        write_png(root / "dehaze" / "SOTS_samples" / "indoor" / "gt" / f"{image_id}.png", seed=k + 1)
+    for image_id, beta in (("0001", "0.8_0.2"), ("0002", "0.8_0.08")):
+        write_png(root / "dehaze" / "SOTS_samples" / "outdoor" / "input" / f"{image_id}_{beta}.jpg", seed=3)
+        write_png(root / "dehaze" / "SOTS_samples" / "outdoor" / "target" / f"{image_id}.png", seed=4)
+    for k in range(3):
+        write_png(root / "denoise" / "CBSD68" / f"{k}.png", (32, 28), seed=k)
+        write_png(root / "denoise" / "BSD68" / f"test{k:03d}.png", (32, 28), seed=k, gray=True)
+        write_png(root / "denoise" / "Set12" / f"{k:02d}.png", (32, 32), seed=k, gray=True)
+    return root
+
+
 @pytest.fixture
 def data_root(tmp_path) -> Path:
     return build_layouts(tmp_path / "data")
+
+
+@pytest.fixture
+def shared_root(tmp_path) -> Path:
+    """A stand-in for ``paths.shared_dir``: its ``data/`` holds every reference set's layout, tiny."""
+    build_shared_layouts(tmp_path / "shared" / "data")
+    return tmp_path / "shared"
+
+
+def needs_shared(*parts: str):
+    """Skip unless ``../shared/data/<parts>`` exists."""
+    folder = SHARED_DATA.joinpath(*parts)
+    return pytest.mark.skipif(not folder.is_dir(), reason=f"{folder} not present (../shared/data)")

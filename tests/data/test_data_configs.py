@@ -1,15 +1,18 @@
-"""Every configs/data file of this package instantiates, on temporary folders in its layout."""
+"""Every configs/data file instantiates, on temporary folders in its layout, and the configs of
+the reference sets on ../shared/data itself when it is present."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from tests.data.conftest import needs_shared
+
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_CBSD68 = ROOT / ".." / "shared" / "data" / "denoise" / "CBSD68"
 EXPECTED_TASKS = {
     "gopro": ["deblur"],
     "rain100": ["derain"],
@@ -40,10 +43,67 @@ def test_embedded_config_is_the_documented_default(compose):
     assert dm.task_names == ["denoise"] and len(dm.val_dataset) == 2
 
 
-@pytest.mark.skipif(not SHARED_CBSD68.is_dir(), reason="../shared/data not present")
-def test_cbsd68_config_reads_the_shared_set(compose):
-    dm = instantiate(compose("train", ["data=cbsd68", "data.num_workers=0"]).data)
-    assert len(dm.val_dataset) == 68 and dm.val_dataset.dataset.seed == 0
+# config, folder under shared/data, images in the real set, task, channels
+SHARED_CONFIGS = [
+    ("cbsd68", "denoise/CBSD68", 68, "denoise", 3),
+    ("bsd68", "denoise/BSD68", 68, "denoise", 1),
+    ("set12", "denoise/Set12", 12, "denoise", 1),
+    ("rain100l", "derain/Rain100L", 100, "derain", 3),
+    ("rain100h", "derain/Rain100H", 100, "derain", 3),
+    ("lol", "lowlight/LOL_eval15", 15, "lowlight", 3),
+    ("sots_indoor", "dehaze/SOTS_samples/indoor", 5, "dehaze", 3),
+    ("sots_outdoor", "dehaze/SOTS_samples/outdoor", 2, "dehaze", 3),
+    ("gopro_avgframes", "deblur/GoPro_avgframes", 18, "deblur", 3),
+]
+
+
+def _check_shared_config(dm, task: str, channels: int) -> dict:
+    assert dm.task_names == [task]  # the synthetic training task and the real val set agree
+    assert dm.val_dataset.dataset.is_deterministic
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["lq"].shape == (2, channels, 16, 16)
+    sample = next(iter(dm.val_dataloader()))
+    assert sample["lq"].shape[:2] == (1, channels) and sample["lq"].shape == sample["gt"].shape
+    return sample
+
+
+@pytest.mark.parametrize("name, folder, count, task, channels", SHARED_CONFIGS)
+def test_shared_set_configs_on_their_layouts(compose, shared_root, name, folder, count, task, channels):
+    cfg = compose("train", [f"data={name}", f"paths.shared_dir={shared_root}", "data.num_workers=0",
+                            "data.batch_size=2", "data.train.patch_size=16"])
+    dm = instantiate(cfg.data)
+    assert Path(cfg.data.val.get("root") or cfg.data.val.pairs.root) == shared_root / "data" / folder
+    dm.setup("fit")  # every val image decodes
+    _check_shared_config(dm, task, channels)
+
+
+@pytest.mark.parametrize("name, folder, count, task, channels",
+                         [pytest.param(*c, marks=needs_shared(*c[1].split("/")), id=c[0]) for c in SHARED_CONFIGS])
+def test_shared_set_configs_read_the_real_sets(compose, name, folder, count, task, channels):
+    dm = instantiate(compose("train", [f"data={name}", "data.num_workers=0", "data.batch_size=2",
+                                       "data.train.patch_size=16"]).data)
+    assert len(dm.val_dataset) == count
+    _check_shared_config(dm, task, channels)
+
+
+def test_allinone_embedded_config_mixes_three_tasks(compose):
+    cfg = compose("train", ["data=allinone_embedded", "data.num_workers=0", "data.batch_size=40",
+                            *[f"data.train.{i}.length=8" for i in range(3)]])
+    assert cfg.data.train[0].patch_size == 64 and list(cfg.data.repeat) == [3, 1, 1]
+    dm = instantiate(cfg.data)
+    assert dm.task_names == ["denoise", "derain", "dehaze"]
+    assert len(dm.train_dataset) == 3 * 8 + 8 + 8
+    batch = next(iter(dm.train_dataloader()))  # the whole epoch in one batch
+    assert batch["lq"].shape == (40, 3, 64, 64)
+    assert sorted(batch["task"].tolist()) == [0] * 24 + [1] * 8 + [2] * 8
+    val = list(dm.val_dataloader())  # one val set per task: two photographs each, seeded
+    assert [int(b["task"]) for b in val] == [0, 0, 1, 1, 2, 2]
+    again = list(instantiate(cfg.data).val_dataloader())
+    assert all(torch.equal(a["lq"], b["lq"]) for a, b in zip(val, again))
+    noise, rain, haze = (val[i]["lq"] - val[i]["gt"] for i in (0, 2, 4))
+    assert float(noise.std() * 255) == pytest.approx(25, rel=0.1)
+    assert float(rain.min()) > -1e-6 and float(rain.mean()) > 0  # streaks only brighten
+    assert float(haze.mean()) > 0  # haze lifts towards the airlight
 
 
 def test_missing_data_folder_names_path_and_layout(compose, tmp_path):
@@ -60,4 +120,4 @@ def test_gopro_root_override_moves_every_split(compose, data_root, tmp_path):
     dm = instantiate(cfg.data)
     assert dm.root == str(moved)
     splits = (dm.train_dataset, dm.val_dataset, dm.test_dataset)  # each wrapped with its task id
-    assert all(Path(ds.dataset.root) == moved for ds in splits)
+    assert all(moved in pair.lq.parents for ds in splits for pair in ds.dataset.pairs)

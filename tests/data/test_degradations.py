@@ -21,6 +21,7 @@ from restore.data.degradations import task_name_of
 # ranges everywhere: with fixed parameters a blur or JPEG is (rightly) the same for every seed
 ALL = {
     "awgn": AddGaussianNoise(sigma=(0, 50)),
+    "awgn_levels": AddGaussianNoise(sigma_choices=[15, 25, 50]),
     "motion_blur": MotionBlur(kernel_size=9),
     "gaussian_blur": GaussianBlur(sigma=(0.5, 2.0)),
     "anisotropic_gaussian_blur": GaussianBlur(sigma=(0.5, 2.0), anisotropic=True),
@@ -77,6 +78,22 @@ def test_awgn_sigma_range_draws_within_range():
     assert 9 < min(stds) and max(stds) < 21 and max(stds) - min(stds) > 3
     with pytest.raises(ValueError, match="sigma"):
         AddGaussianNoise((30, 10))
+
+
+def test_awgn_sigma_choices_draws_only_the_listed_levels():
+    img = torch.full((1, 128, 128), 0.5)
+    noise = AddGaussianNoise(sigma_choices=[15, 25, 50])
+    stds = [float((noise(img, _gen(s)) - img).std() * 255) for s in range(30)]
+    levels = [min((15, 25, 50), key=lambda level: abs(level - std)) for std in stds]
+    assert all(abs(std - level) < 0.05 * level for std, level in zip(stds, levels))  # nothing in between
+    assert set(levels) == {15, 25, 50}
+    assert "sigma_choices=(15.0, 25.0, 50.0)" in repr(noise)
+    assert AddGaussianNoise().sigma == (25.0, 25.0)  # the default is unchanged
+    with pytest.raises(ValueError, match="sigma or sigma_choices, not both"):
+        AddGaussianNoise(25, sigma_choices=[15, 50])
+    for bad in ([], [-5, 15]):
+        with pytest.raises(ValueError, match="sigma"):
+            AddGaussianNoise(sigma_choices=bad)
 
 
 @pytest.mark.parametrize("blur", [MotionBlur(kernel_size=11, extent=(0.6, 1.0)), GaussianBlur(sigma=2.0)],
