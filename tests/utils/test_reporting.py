@@ -15,7 +15,8 @@ RESULTS = {"all": {"psnr": {"output": 29.8, "input": 20.4}, "ssim": {"output": 0
                       "psnr_y4": {"output": 32.0, "input": 26.0}, "ssim_y4": {"output": 0.85, "input": 0.45}}}
 
 
-def test_json_and_markdown_hold_every_value(tmp_path, capsys):
+def test_json_and_markdown_hold_every_value(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich folds a wide table into pytest's 80 columns
     print_metrics(RESULTS, "val", ["RGB [0,1], no crop", "Y (BT.601), crop 4, 8-bit"])
     printed = capsys.readouterr().out
     assert all(v in printed for v in ("25.20", "31.60", "0.4000", "0.8100", "21.00", "30.00"))
