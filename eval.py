@@ -38,7 +38,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     log.info("Network <%s> from %s%s", type(net).__name__, cfg.ckpt_path, " (deploy form)" if cfg.deploy else "")
     datamodule = instantiate_node(cfg, "data")
     save_dir = str(output_dir / "images") if cfg.save_images else None
-    model = instantiate_node(cfg, "model", net=net, save_images_dir=save_dir, log_images=0)
+    model = instantiate_node(cfg, "model", net=net, save_images_dir=save_dir, log_images=0,
+                             weights_path=str(cfg.ckpt_path))  # named if the weights give NaN outputs
     loggers = [instantiate_node(cfg, f"logger.{k}") for k in (cfg.get("logger") or {})]
     trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=[])
     trainer.test(model=model, datamodule=datamodule)
