@@ -123,7 +123,9 @@ class RestorationModule(LightningModule):
         self.divergence_warmup = max(1, int(divergence_warmup))
         self._recent_losses: deque[float] = deque(maxlen=max(1, int(divergence_window)))
         self.weights_path = weights_path
-        self.stage_metrics = nn.ModuleDict()  # stage → {key: ImageQualityMetrics}, built at the first epoch
+        # stage → {key: ImageQualityMetrics}, built on the module's device at the stage's first epoch; a plain
+        # dict, not a submodule, so metric modules (LPIPS' network) stay out of checkpoints and strict resumes
+        self.stage_metrics: dict[str, nn.ModuleDict] = {}
         self._metric_specs: dict[str, list[tuple[str, int | None, str, int]]] = {}  # stage → (task, id, side, protocol)
         #: stage → task → metric → {"output": value, "input": value}, from the last val/test epoch
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}

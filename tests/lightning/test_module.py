@@ -72,8 +72,12 @@ def test_lpips_is_checked_at_start_up_and_logged_for_input_and_output(tmp_path, 
         make_module(metrics=lpips_metrics)  # before any training step is spent
     hidden.rename(lpips_weights)
     trainer = make_trainer(tmp_path, 1, enable_checkpointing=False)
-    trainer.validate(make_module(metrics=lpips_metrics), datamodule(pair_dataset))
+    module = make_module(metrics=lpips_metrics)
+    trainer.validate(module, datamodule(pair_dataset))
     assert {"val/lpips", "val/lpips_input", "val/psnr"} <= set(trainer.callback_metrics)
+    assert set(module.results["val"]["all"]) == {"psnr", "ssim", "lpips"}
+    # LPIPS' network stays out of the weights: checkpoints and strict resumes see the restoration net only
+    assert set(module.state_dict()) == set(make_module().state_dict())
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, pair_dataset):
