@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("test"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
     results = getattr(model, "results", {}).get("val")
@@ -70,6 +70,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "")
         if ckpt:
             log.info("Best checkpoint: %s", ckpt)
+    tested = getattr(model, "results", {}).get("test") if cfg.get("test") else None
+    if trainer.is_global_zero and tested:
+        protocols = getattr(model, "protocols", [])
+        print_metrics(tested, "test set (best checkpoint)", protocols)
+        write_metrics(tested, Path(output_dir) / "test", protocols, {"step": trainer.global_step})
     return metrics
 
 
