@@ -126,7 +126,8 @@ class RestorationModule(LightningModule):
         # stage → {key: ImageQualityMetrics}, built on the module's device at the stage's first epoch; a plain
         # dict, not a submodule, so metric modules (LPIPS' network) stay out of checkpoints and strict resumes
         self.stage_metrics: dict[str, nn.ModuleDict] = {}
-        self._metric_specs: dict[str, list[tuple[str, int | None, str, int]]] = {}  # stage → (task, id, side, protocol)
+        # stage → one (task, task id or None for all, side, protocol index) per collection, in order
+        self._metric_specs: dict[str, list[tuple[str, int | None, str, int]]] = {}
         #: stage → task → metric → {"output": value, "input": value}, from the last val/test epoch
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         #: (config key, checkpoint value, configured value) applied when resuming

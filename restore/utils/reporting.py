@@ -16,9 +16,9 @@ from typing import Mapping
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["check_results", "print_metrics", "write_metrics", "SIDES"]
+__all__ = ["check_results", "print_metrics", "write_metrics"]
 
-SIDES = ("input", "output")  # column order: the degraded input, then the network's output
+COLUMN_SIDES = ("input", "output")  # column order: the degraded input, then the network's output
 
 Results = Mapping[str, Mapping[str, Mapping[str, float]]]
 
@@ -34,7 +34,7 @@ def check_results(results: Results) -> list[str]:
     problems = []
     for task, values in results.items():
         for name in names:
-            for side in SIDES:
+            for side in COLUMN_SIDES:
                 value = values.get(name, {}).get(side)
                 if value is None or math.isnan(value):
                     problems.append(f"{task}/{name} ({side}): {'missing' if value is None else 'NaN'}")
@@ -54,10 +54,10 @@ def print_metrics(results: Results, title: str, protocols: list[str]) -> None:
         f"{'(default)' if i == 0 else f'#{i}'} {p}" for i, p in enumerate(protocols)))
     table.add_column("task")
     for name in names:
-        for side in SIDES:
+        for side in COLUMN_SIDES:
             table.add_column(f"{name} {'in' if side == 'input' else 'out'}", justify="right")
     for task, values in results.items():
-        table.add_row(task, *[_fmt(n, values[n][side]) for n in names for side in SIDES])
+        table.add_row(task, *[_fmt(n, values[n][side]) for n in names for side in COLUMN_SIDES])
     Console().print(table)
 
 
@@ -71,10 +71,10 @@ def write_metrics(results: Results, out_dir: str | Path, protocols: list[str],
                                                    for t, vals in results.items()}, **(extra or {})}
     json_path = out_dir / "metrics.json"
     json_path.write_text(json.dumps(payload, indent=2))
-    columns = [f"{n} {'in' if side == 'input' else 'out'}" for n in names for side in SIDES]
+    columns = [f"{n} {'in' if side == 'input' else 'out'}" for n in names for side in COLUMN_SIDES]
     lines = [f"Protocols: {'; '.join(protocols)} (unsuffixed metrics use the first).", "",
              "| task | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    lines += [f"| {task} | " + " | ".join(_fmt(n, values[n][side]) for n in names for side in SIDES) + " |"
+    lines += [f"| {task} | " + " | ".join(_fmt(n, values[n][side]) for n in names for side in COLUMN_SIDES) + " |"
               for task, values in results.items()]
     md_path = out_dir / "metrics.md"
     md_path.write_text("\n".join(lines) + "\n")
