@@ -46,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
-        results = model.results["test"]  # {task: {metric: {"output", "input"}}}; incomplete → error
+        results = model.results.get("test", {})  # {task: {metric: {"output", "input"}}}; incomplete → error
         print_metrics(results, f"{cfg.ckpt_path}", model.protocols)
         paths = write_metrics(results, output_dir, model.protocols,
                               {"ckpt_path": str(cfg.ckpt_path), "deploy": bool(cfg.deploy)})
