@@ -19,7 +19,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from restore.checkpoint import MissingNetConfigError, load_model  # noqa: E402
 from restore.utils.config import instantiate_node, record_run  # noqa: E402
-from restore.utils.reporting import print_metrics, split_metrics, write_metrics  # noqa: E402
+from restore.utils.reporting import print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     log.info("Network <%s> from %s%s", type(net).__name__, cfg.ckpt_path, " (deploy form)" if cfg.deploy else "")
     datamodule = instantiate_node(cfg, "data")
     save_dir = str(output_dir / "images") if cfg.save_images else None
-    model = instantiate_node(cfg, "model", net=net, save_images_dir=save_dir, log_images=0)
+    model = instantiate_node(cfg, "model", net=net, save_images_dir=save_dir, log_images=0,
+                             weights_path=str(cfg.ckpt_path))  # named if the weights give NaN outputs
     loggers = [instantiate_node(cfg, f"logger.{k}") for k in (cfg.get("logger") or {})]
     trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=[])
     trainer.test(model=model, datamodule=datamodule)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
-        groups = split_metrics(metrics, "test")
-        print_metrics(groups, f"{cfg.ckpt_path}", model.protocols)
-        paths = write_metrics(groups, output_dir, model.protocols,
+        results = model.results.get("test", {})  # {task: {metric: {"output", "input"}}}; incomplete → error
+        print_metrics(results, f"{cfg.ckpt_path}", model.protocols)
+        paths = write_metrics(results, output_dir, model.protocols,
                               {"ckpt_path": str(cfg.ckpt_path), "deploy": bool(cfg.deploy)})
         log.info("Metrics written to %s", ", ".join(map(str, paths)))
         if save_dir:

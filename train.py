@@ -1,8 +1,9 @@
 """Train a restoration model: `python train.py [experiment=<group>/<name>] [key=value ...]`.
 
 seed → datamodule → model → callbacks → loggers → trainer → fit → (test), as in the
-lightning-hydra-template. The run folder (outputs/<task_name>/<timestamp>/) gets the resolved
-config, the command line, CSV/TensorBoard logs and checkpoints/{best,last}.ckpt.
+lightning-hydra-template. The run folder (outputs/<task_name>/<timestamp>/, `_1`, `_2`… appended
+when runs start in the same second) gets the resolved config, the command line, CSV/TensorBoard
+logs, checkpoints/{best,last}.ckpt and metrics.json/md.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import hydra  # noqa: E402
 import lightning as L  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from restore.utils.config import instantiate_node, record_run  # noqa: E402
-from restore.utils.reporting import print_metrics, split_metrics, write_metrics  # noqa: E402
+# importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
+from restore.utils.config import instantiate_node, record_run, task_config  # noqa: E402
+from restore.utils.reporting import print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg, "logger")
     trainer: L.Trainer = instantiate_node(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(OmegaConf.to_container(task_config(cfg), resolve=True))
 
     if cfg.get("train", True):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -57,17 +59,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("test"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
-    if trainer.is_global_zero and any(k.startswith("val/") for k in metrics):
+    results = getattr(model, "results", {}).get("val")
+    if trainer.is_global_zero and results:
         protocols = getattr(model, "protocols", [])
-        groups = split_metrics(metrics, "val")
-        print_metrics(groups, f"validation at step {trainer.global_step} (EMA weights if enabled)", protocols)
-        write_metrics(groups, output_dir, protocols, {"step": trainer.global_step})
+        print_metrics(results, f"validation at step {trainer.global_step} (EMA weights if enabled)", protocols)
+        write_metrics(results, output_dir, protocols, {"step": trainer.global_step})
         ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "")
         if ckpt:
             log.info("Best checkpoint: %s", ckpt)
+    tested = getattr(model, "results", {}).get("test") if cfg.get("test") else None
+    if trainer.is_global_zero and tested:
+        protocols = getattr(model, "protocols", [])
+        print_metrics(tested, "test set (best checkpoint)", protocols)
+        write_metrics(tested, Path(output_dir) / "test", protocols, {"step": trainer.global_step})
     return metrics
 
 

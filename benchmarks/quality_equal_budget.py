@@ -24,6 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ["denoise/nafnet_tiny", "denoise/convnext_tiny", "denoise/inceptionnext_tiny", "denoise/unireplknet_tiny"]
 
 
+def _all_images(metrics_json: Path) -> dict:
+    """metrics.json's "all" row ({metric: {"output", "input"}}) as {"psnr": out, "psnr_input": in, ...}."""
+    row = json.loads(metrics_json.read_text())["metrics"]["all"]
+    return {**{n: v["output"] for n, v in row.items()}, **{f"{n}_input": v["input"] for n, v in row.items()}}
+
+
 def run_one(experiment: str, steps: int, cbsd_images: int, out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     run_dir = out / experiment.replace("/", "_")
@@ -33,13 +39,13 @@ def run_one(experiment: str, steps: int, cbsd_images: int, out: Path) -> dict:
                    check=True, capture_output=True, env=env, cwd=ROOT)
     train_s = time.perf_counter() - t0
     row = {"experiment": experiment, "train_s": train_s,
-           "val": json.loads((run_dir / "train" / "metrics.json").read_text())["metrics"]["all"]}
+           "val": _all_images(run_dir / "train" / "metrics.json")}
     shared = ROOT.parent / "shared" / "data" / "denoise" / "CBSD68"
     if cbsd_images and shared.is_dir():
         subprocess.run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={run_dir / 'train/checkpoints/best.ckpt'}",
                         "data=cbsd68", f"+trainer.limit_test_batches={cbsd_images}",
                         f"hydra.run.dir={run_dir / 'eval'}"], check=True, capture_output=True, env=env, cwd=ROOT)
-        row["cbsd68"] = json.loads((run_dir / "eval" / "metrics.json").read_text())["metrics"]["all"]
+        row["cbsd68"] = _all_images(run_dir / "eval" / "metrics.json")
     return row
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,15 +35,31 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
     assert (train_dir / "csv" / "metrics.csv").exists()
     val = json.loads((train_dir / "metrics.json").read_text())
     assert "RGB" in val["protocols"][0]
+    assert set(val["metrics"]["all"]["psnr"]) == {"output", "input"}
 
     proc = run("eval.py", f"ckpt_path={train_dir / 'checkpoints' / 'last.ckpt'}", "save_images=true",
                "++data.val.crop_size=64", "data.num_workers=0", f"hydra.run.dir={eval_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     test = json.loads((eval_dir / "metrics.json").read_text())
-    for name in ("psnr", "ssim", "psnr_input"):
-        assert test["metrics"]["all"][name] == pytest.approx(val["metrics"]["all"][name], abs=1e-3), name
+    assert list(test["metrics"]["all"]) == ["psnr", "ssim", "psnr_y", "ssim_y"]  # protocol 2: Y, no crop
+    for name in ("psnr", "ssim", "psnr_y", "ssim_y"):
+        for side in ("output", "input"):
+            assert test["metrics"]["all"][name][side] == pytest.approx(val["metrics"]["all"][name][side],
+                                                                        abs=1e-3), (name, side)
     assert len(list((eval_dir / "images").glob("*.png"))) >= 1
     assert (eval_dir / "metrics.md").read_text().startswith("Protocols:")
+
+    # weights that load but give NaN: an error naming the image and the file, no metrics.json without output PSNR
+    ckpt = torch.load(train_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    for state in (ckpt["state_dict"], ckpt.get("current_model_state", {})):
+        for value in state.values():
+            if value.is_floating_point():
+                value.fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    proc = run("eval.py", f"ckpt_path={tmp_path / 'nan.ckpt'}", "++data.val.crop_size=64", "data.num_workers=0",
+               f"hydra.run.dir={tmp_path / 'eval_nan'}")
+    assert proc.returncode != 0 and str(tmp_path / "nan.ckpt") in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "eval_nan" / "metrics.json").exists()
 
 
 def test_missing_required_value_names_the_config_file(tmp_path):
@@ -66,5 +83,5 @@ def test_default_run_beats_the_input_clearly(tmp_path):
     proc = run("train.py", f"hydra.run.dir={tmp_path}", timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     val = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["all"]
-    assert val["psnr"] - val["psnr_input"] > 6.0, val
-    assert val["ssim"] > val["ssim_input"] + 0.2, val
+    assert val["psnr"]["output"] - val["psnr"]["input"] > 6.0, val
+    assert val["ssim"]["output"] > val["ssim"]["input"] + 0.2, val

@@ -24,12 +24,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.functional.image import structural_similarity_index_measure
-from torchmetrics.image import LearnedPerceptualImagePatchSimilarity, PeakSignalNoiseRatio
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.image import LearnedPerceptualImagePatchSimilarity
 
-__all__ = ["ImageQualityMetrics", "rgb_to_y_bt601", "check_lpips_weights", "PROTOCOLS"]
+__all__ = ["ImageQualityMetrics", "ProtocolPSNR", "ProtocolSSIM", "ProtocolLPIPS", "prepare_images", "rgb_to_y_bt601",
+           "check_lpips_weights", "PROTOCOLS"]
 
 PROTOCOLS = ("rgb", "y")
 LPIPS_BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}  # LPIPS name → torchvision
@@ -51,12 +51,6 @@ def check_lpips_weights(net_type: str) -> Path:
     return path
 
 
-def build_lpips(net_type: str) -> LearnedPerceptualImagePatchSimilarity:
-    """torchmetrics' LPIPS (inputs in [0, 1]), once :func:`check_lpips_weights` passes."""
-    check_lpips_weights(net_type)
-    return LearnedPerceptualImagePatchSimilarity(net_type=net_type, normalize=True)
-
-
 def rgb_to_y_bt601(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] → (B, 1, H, W) BT.601 luma in [16/255, 235/255].
 
@@ -67,8 +61,106 @@ def rgb_to_y_bt601(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * weights).sum(dim=1, keepdim=True) + 16.0 / 255.0
 
 
-class ImageQualityMetrics(nn.Module):
-    """PSNR (dB) and SSIM accumulated over images under one protocol.
+def prepare_images(image: torch.Tensor, protocol: str = "rgb", crop_border: int = 0,
+                   quantize: bool = False) -> torch.Tensor:
+    """Apply a protocol: clip, 8-bit rounding, Y channel, border crop; (B, C, H, W) → float32 (B, C', H', W')."""
+    image = image.detach().float().clamp(0, 1)
+    if quantize:
+        image = (image * 255.0).round() / 255.0
+    if protocol == "y" and image.shape[1] == 3:
+        image = rgb_to_y_bt601(image)
+    return _crop(image, crop_border)
+
+
+def _crop(image: torch.Tensor, crop_border: int) -> torch.Tensor:
+    c = crop_border
+    return image[..., c:-c, c:-c] if c else image
+
+
+def _check_shapes(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+
+
+class _PerImageMean(Metric):
+    """Mean over images of a per-image score under one protocol (sum and count, summed across DDP ranks)."""
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, protocol: str, crop_border: int, quantize: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.protocol, self.crop_border, self.quantize = protocol, crop_border, quantize
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("images", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.images_seen = 0  # on all ranks, as of the last compute()
+
+    def score(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) prepared images → (B,) scores."""
+        raise NotImplementedError
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        _check_shapes(pred, target)
+        prepare = dict(protocol=self.protocol, crop_border=self.crop_border, quantize=self.quantize)
+        scores = self.score(prepare_images(pred, **prepare), prepare_images(target, **prepare))
+        self.total += scores.sum()
+        self.images += scores.numel()
+
+    def compute(self) -> torch.Tensor:
+        self.images_seen = int(self.images)  # states are synced across ranks here
+        return self.total / self.images
+
+
+class ProtocolPSNR(_PerImageMean):
+    """Mean of per-image PSNRs (dB), data range 1 (torchmetrics' ``PeakSignalNoiseRatio`` would pool the squared
+    error of all images first, which papers do not do)."""
+
+    higher_is_better = True
+
+    def score(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return peak_signal_noise_ratio(pred, target, data_range=1.0, dim=(1, 2, 3), reduction="none")
+
+
+class ProtocolSSIM(_PerImageMean):
+    """Mean of per-image SSIMs: Gaussian window 11×11, σ = 1.5, map averaged without its 5-pixel border."""
+
+    higher_is_better = True
+
+    def score(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _, ssim_map = structural_similarity_index_measure(
+            pred, target, data_range=1.0, sigma=1.5, kernel_size=11, reduction="none", return_full_image=True)
+        border = 5  # (11 - 1) // 2: the map there depends on padding
+        ssim_map = ssim_map[..., border:-border, border:-border]
+        return ssim_map.reshape(ssim_map.shape[0], -1).mean(dim=1)
+
+
+class ProtocolLPIPS(LearnedPerceptualImagePatchSimilarity):
+    """torchmetrics' LPIPS on the clipped RGB images with the protocol's border crop (gray repeated to RGB)."""
+
+    def __init__(self, net_type: str, crop_border: int = 0) -> None:
+        check_lpips_weights(net_type)
+        super().__init__(net_type=net_type, normalize=True)
+        self.crop_border = crop_border
+        self.images_seen = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        _check_shapes(pred, target)
+        pred, target = (_crop(x.detach().float().clamp(0, 1), self.crop_border) for x in (pred, target))
+        if pred.shape[1] == 1:
+            pred, target = pred.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
+        super().update(pred, target)
+
+    def compute(self) -> torch.Tensor:
+        self.images_seen = sum(int(s.numel()) for s in self.all_scores) if isinstance(self.all_scores, list) \
+            else int(self.all_scores.numel())
+        return super().compute()
+
+
+class ImageQualityMetrics(MetricCollection):
+    """PSNR (dB) and SSIM (and optionally LPIPS) accumulated over images under one protocol.
+
+    A torchmetrics ``MetricCollection``: ``compute()`` returns ``{prefix + name + postfix: value}``
+    for name in ``psnr``, ``ssim`` (, ``lpips``), ready for ``LightningModule.log_dict``.
 
     Args:
         protocol: ``"rgb"`` or ``"y"`` (see the module docstring).
@@ -76,6 +168,7 @@ class ImageQualityMetrics(nn.Module):
         quantize: round to 8 bits before measuring; defaults to True for ``"y"``, False for ``"rgb"``.
         lpips: also measure LPIPS with this backbone (``"alex"``, ``"vgg"``, ``"squeeze"``); see the
             module docstring for the weights it needs.
+        prefix, postfix: added to the metric names (e.g. ``"val/"``, ``"_input_y4"``).
 
     PSNR and SSIM are higher-is-better, LPIPS lower-is-better (``higher_is_better``). Gray inputs
     (C = 1) are measured as they are under either protocol.
@@ -86,20 +179,30 @@ class ImageQualityMetrics(nn.Module):
         >>> m.compute()  # {"psnr": tensor(..), "ssim": tensor(..)}
     """
 
-    higher_is_better = {"psnr": True, "ssim": True, "lpips": False}
-
     def __init__(self, protocol: str = "rgb", crop_border: int = 0, quantize: bool | None = None,
-                 lpips: str | None = None) -> None:
-        super().__init__()
+                 lpips: str | None = None, prefix: str | None = None, postfix: str | None = None) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        self.protocol = protocol
-        self.crop_border = int(crop_border)
-        self.quantize = (protocol == "y") if quantize is None else quantize
-        self.psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3), reduction="elementwise_mean")
-        self.ssim = MeanMetric()  # of per-image SSIMs
-        self.lpips_net = lpips
-        self.lpips = build_lpips(lpips) if lpips else None
+        crop_border = int(crop_border)
+        quantize = (protocol == "y") if quantize is None else bool(quantize)
+        metrics = {"psnr": ProtocolPSNR(protocol, crop_border, quantize),
+                   "ssim": ProtocolSSIM(protocol, crop_border, quantize)}
+        if lpips:
+            if lpips not in LPIPS_BACKBONES:
+                raise ValueError(f"lpips must be one of {sorted(LPIPS_BACKBONES)} (or None), got {lpips!r}")
+            metrics["lpips"] = ProtocolLPIPS(lpips, crop_border)
+        super().__init__(metrics, prefix=prefix, postfix=postfix, compute_groups=False)
+        self.protocol, self.crop_border, self.quantize, self.lpips_net = protocol, crop_border, quantize, lpips
+        self.higher_is_better = {"psnr": True, "ssim": True, "lpips": False}
+
+    @property
+    def names(self) -> list[str]:
+        """The metrics measured, in reporting order (``psnr``, ``ssim``, then ``lpips`` when enabled)."""
+        return [n for n in ("psnr", "ssim", "lpips") if n in self.keys(keep_base=True)]
+
+    def tag(self, name: str) -> str:
+        """The key ``compute()`` gives metric ``name``: prefix + name + postfix."""
+        return f"{self.prefix or ''}{name}{self.postfix or ''}"
 
     @staticmethod
     def describe(protocol: str = "rgb", crop_border: int = 0, quantize: bool | None = None,
@@ -116,46 +219,14 @@ class ImageQualityMetrics(nn.Module):
 
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         """Apply the protocol: clip, 8-bit rounding, Y channel, border crop; float32 (B, C', H', W')."""
-        image = image.detach().float().clamp(0, 1)
-        if self.quantize:
-            image = (image * 255.0).round() / 255.0
-        if self.protocol == "y" and image.shape[1] == 3:
-            image = rgb_to_y_bt601(image)
-        return self._crop(image)
-
-    def _crop(self, image: torch.Tensor) -> torch.Tensor:
-        c = self.crop_border
-        return image[..., c:-c, c:-c] if c else image
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        if pred.shape != target.shape:
-            raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
-        if self.lpips is not None:
-            rgb_pred, rgb_target = (self._crop(x.detach().float().clamp(0, 1)) for x in (pred, target))
-            if rgb_pred.shape[1] == 1:
-                rgb_pred, rgb_target = rgb_pred.expand(-1, 3, -1, -1), rgb_target.expand(-1, 3, -1, -1)
-            self.lpips.update(rgb_pred, rgb_target)
-        pred, target = self.prepare(pred), self.prepare(target)
-        self.psnr.update(pred, target)
-        _, ssim_map = structural_similarity_index_measure(
-            pred, target, data_range=1.0, sigma=1.5, kernel_size=11, reduction="none", return_full_image=True)
-        border = 5  # (11 - 1) // 2: the map there depends on padding
-        ssim_map = ssim_map[..., border:-border, border:-border]
-        self.ssim.update(ssim_map.reshape(ssim_map.shape[0], -1).mean(dim=1))
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        out = {"psnr": self.psnr.compute(), "ssim": self.ssim.compute()}
-        if self.lpips is not None:
-            out["lpips"] = self.lpips.compute()
-        return out
-
-    def reset(self) -> None:
-        self.psnr.reset()
-        self.ssim.reset()
-        if self.lpips is not None:
-            self.lpips.reset()
+        return prepare_images(image, self.protocol, self.crop_border, self.quantize)
 
     @property
     def count(self) -> int:
         """Images seen since the last reset (on this rank)."""
-        return int(self.ssim.weight.item())
+        return int(self["psnr"].images.item())
+
+    @property
+    def images_seen(self) -> int:
+        """Images measured on all ranks together, as of the last ``compute()``."""
+        return self["psnr"].images_seen

@@ -1,7 +1,9 @@
-"""Helpers around Hydra: instantiation whose errors name the config file, run-folder records."""
+"""Helpers around Hydra: instantiation whose errors name the config file, run folders, run records."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,47 +14,121 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-__all__ = ["instantiate_node", "config_source", "record_run", "ConfigError"]
+__all__ = ["instantiate_node", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
 
 
 class ConfigError(RuntimeError):
     """A config node could not be built; the message names the config file to fix."""
 
 
-def config_source(key: str) -> str:
-    """The config file(s) a dotted key comes from, as far as Hydra's runtime choices tell.
+def unique_run_dir(path: str) -> str:
+    """Create ``path`` — or ``path_1``, ``path_2``… when it exists — and return the one created.
 
-    ``model.net._target_`` with choices ``{model: restoration, model/net: nafnet_tiny}`` →
-    ``configs/model/net/nafnet_tiny.yaml``; the chosen experiment is named as well, since it may
-    override the value.
+    ``os.mkdir`` fails when the folder exists, so two runs started in the same second (the
+    timestamp of ``outputs/<task>/<timestamp>``) never share a folder, even when racing. Registered
+    as the OmegaConf resolver ``${unique_dir:...}`` (cached per config, as Hydra's ``${now:}``, so a
+    run and the jobs of a sweep resolve it once); ``configs/hydra/default.yaml`` uses it.
     """
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
+OmegaConf.register_new_resolver("unique_dir", unique_run_dir, use_cache=True, replace=True)
+
+
+def _hydra_runtime() -> DictConfig | None:
     try:
-        choices = dict(HydraConfig.get().runtime.choices)
+        return HydraConfig.get()
     except ValueError:  # not inside a Hydra app (tests composing by hand)
+        return None
+
+
+def config_source(key: str) -> str:
+    """Where the value of a dotted key comes from, as far as Hydra's runtime choices tell.
+
+    ``model.net`` with choices ``{model: restoration, model/net: nafnet_tiny}`` →
+    ``<configs>/model/net/nafnet_tiny.yaml (model/net=nafnet_tiny)``: the deepest config group
+    that the key lies in, found on Hydra's search path (so a user's own config folder is named as
+    it is); the chosen experiment file when it sets something under the key, and command-line
+    overrides of the key.
+    """
+    hydra_cfg = _hydra_runtime()
+    if hydra_cfg is None:
         return f"the config of `{key}`"
+    choices = dict(hydra_cfg.runtime.choices)
     parts = key.split(".")
-    source = None
+    sources = []
     for depth in range(len(parts), 0, -1):
         group = "/".join(parts[:depth])
         if choices.get(group) not in (None, "null"):
-            source = f"configs/{group}/{choices[group]}.yaml"
+            sources.append(f"{_find_config(hydra_cfg, f'{group}/{choices[group]}')} ({group}={choices[group]})")
             break
-    files = [source or "configs/train.yaml (or the primary config)"]
-    if choices.get("experiment") not in (None, "null"):
-        files.append(f"configs/experiment/{choices['experiment']}.yaml")
-    return " or ".join(files)
+    else:
+        sources.append("configs/train.yaml (or the primary config)")
+    experiment = choices.get("experiment")
+    if experiment not in (None, "null"):
+        path = _find_config(hydra_cfg, f"experiment/{experiment}")
+        try:
+            sets_key = OmegaConf.select(OmegaConf.load(path), key, default=None) is not None
+        except (OSError, ValueError):
+            sets_key = True  # cannot tell: name it
+        if sets_key:
+            sources.append(f"{path} (experiment={experiment})")
+    overrides = [o for o in hydra_cfg.overrides.task
+                 if _related(o.lstrip("+~").split("=", 1)[0].replace("/", "."), key)]
+    if overrides:
+        sources.append("the command line (" + " ".join(overrides) + ")")
+    return " or ".join(sources)
+
+
+def _related(a: str, b: str) -> bool:
+    """One dotted key is the other or lies under it."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _find_config(hydra_cfg: DictConfig, name: str) -> str:
+    """``<group>/<option>`` → the file on Hydra's search path that provides it (``configs/<name>.yaml`` if none)."""
+    for source in hydra_cfg.runtime.config_sources:
+        if source.schema == "file":
+            path = Path(source.path) / f"{name}.yaml"
+            if path.is_file():
+                return str(path)
+    return f"configs/{name}.yaml"
 
 
 def instantiate_node(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate(cfg[key], **kwargs)``, re-raising errors with the config file.
 
-    A wrong ``_target_`` or a missing required value (``???``) then says where to look.
+    A wrong ``_target_`` or a missing required value (``???``) then says where to look: for a
+    nested node (``model.net`` inside ``model``) the failing node's file, from the ``full_key``
+    Hydra reports.
     """
     node = OmegaConf.select(cfg, key, throw_on_missing=False)
     try:
         return instantiate(node, **kwargs)
-    except (InstantiationException, MissingMandatoryValue) as err:
-        raise ConfigError(f"Cannot build `{key}` from {config_source(key)}: {err}") from err
+    except MissingMandatoryValue as err:
+        failing = getattr(err, "full_key", None) or key
+        raise ConfigError(f"Cannot build `{key}`: `{failing}` is missing, set in {config_source(failing)}: "
+                          f"{err}") from err
+    except InstantiationException as err:
+        match = re.search(r"full_key: (\S+)", str(err))
+        failing = match.group(1) if match else key
+        raise ConfigError(f"Cannot build `{failing}` from {config_source(failing)}: {err}") from err
+
+
+def task_config(cfg: DictConfig) -> DictConfig:
+    """The run's config without Hydra's own node (present when composed with ``return_hydra_config``)."""
+    if "hydra" not in cfg:
+        return cfg
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
 def record_run(output_dir: str | Path, cfg: DictConfig) -> None:
@@ -60,4 +136,4 @@ def record_run(output_dir: str | Path, cfg: DictConfig) -> None:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cmd.txt").write_text(" ".join([Path(sys.executable).name] + sys.argv) + "\n")
-    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(task_config(cfg), resolve=True))

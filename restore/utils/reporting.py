@@ -1,4 +1,10 @@
-"""Metric tables: printed with rich, written as JSON and Markdown into the run folder."""
+"""Metric tables: printed with rich, written as JSON and Markdown into the run folder.
+
+They take the structured results a :class:`restore.lightning.RestorationModule` keeps
+(``module.results["val"]``): ``{task: {metric: {"output": value, "input": value}}}``, metric names
+carrying the protocol suffix of the logged tags (``psnr``, ``ssim``, ``psnr_y4``…). A missing or
+NaN value is an error, never an empty or dropped column.
+"""
 
 from __future__ import annotations
 
@@ -10,55 +16,66 @@ from typing import Mapping
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["split_metrics", "print_metrics", "write_metrics"]
+__all__ = ["check_results", "print_metrics", "write_metrics"]
+
+COLUMN_SIDES = ("input", "output")  # column order: the degraded input, then the network's output
+
+Results = Mapping[str, Mapping[str, Mapping[str, float]]]
 
 
-def split_metrics(metrics: Mapping[str, float], stage: str) -> dict[str, dict[str, float]]:
-    """``{"val/psnr": …, "val/denoise/psnr_input": …}`` → ``{"all": {"psnr": …}, "denoise": {…}}``."""
-    groups: dict[str, dict[str, float]] = {}
-    prefix = f"{stage}/"
-    for key, value in sorted(metrics.items()):
-        if not key.startswith(prefix):
-            continue
-        parts = key[len(prefix):].split("/")
-        group, name = ("all", parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-        groups.setdefault(group, {})[name] = float(value)
-    return groups
+def check_results(results: Results) -> list[str]:
+    """The metric names of ``results`` (in first-seen order); raises ``ValueError`` naming any task, metric
+    and side whose value is missing or NaN, or when there is nothing to report."""
+    if not results:
+        raise ValueError("No metrics to report: the evaluation measured no image")
+    names: list[str] = []
+    for values in results.values():
+        names += [n for n in values if n not in names]
+    problems = []
+    for task, values in results.items():
+        for name in names:
+            for side in COLUMN_SIDES:
+                value = values.get(name, {}).get(side)
+                if value is None or math.isnan(value):
+                    problems.append(f"{task}/{name} ({side}): {'missing' if value is None else 'NaN'}")
+    if problems:
+        raise ValueError("Incomplete metrics, not reported: " + "; ".join(problems))
+    return names
 
 
-def print_metrics(groups: dict[str, dict[str, float]], title: str, protocols: list[str]) -> None:
-    """One row per task; output and input columns for each metric, with the gain in PSNR."""
+def _fmt(name: str, value: float) -> str:
+    return f"{value:.2f}" if name.startswith("psnr") else f"{value:.4f}"  # dB; SSIM and LPIPS are fractions
+
+
+def print_metrics(results: Results, title: str, protocols: list[str]) -> None:
+    """One row per task; input and output columns for each metric."""
+    names = check_results(results)
     table = Table(title=title, caption="protocols: " + "; ".join(
         f"{'(default)' if i == 0 else f'#{i}'} {p}" for i, p in enumerate(protocols)))
-    names = sorted({n for g in groups.values() for n in g if not n.startswith(("psnr_input", "ssim_input"))
-                    and "_input" not in n})
     table.add_column("task")
     for name in names:
-        table.add_column(f"{name} in", justify="right")
-        table.add_column(f"{name} out", justify="right")
-    for group, values in groups.items():
-        cells = []
-        for name in names:
-            base, _, suffix = name.partition("_")
-            inp = values.get(f"{base}_input{'_' + suffix if suffix else ''}", math.nan)
-            fmt = ".2f" if base == "psnr" else ".4f"  # dB; SSIM and LPIPS are fractions
-            cells += [f"{inp:{fmt}}", f"{values.get(name, math.nan):{fmt}}"]
-        table.add_row(group, *cells)
+        for side in COLUMN_SIDES:
+            table.add_column(f"{name} {'in' if side == 'input' else 'out'}", justify="right")
+    for task, values in results.items():
+        table.add_row(task, *[_fmt(n, values[n][side]) for n in names for side in COLUMN_SIDES])
     Console().print(table)
 
 
-def write_metrics(groups: dict[str, dict[str, float]], out_dir: str | Path, protocols: list[str],
+def write_metrics(results: Results, out_dir: str | Path, protocols: list[str],
                   extra: dict | None = None) -> tuple[Path, Path]:
-    """``metrics.json`` (values + protocols) and ``metrics.md`` (a table) in ``out_dir``."""
+    """``metrics.json`` (protocols + results) and ``metrics.md`` (a table) in ``out_dir``."""
+    names = check_results(results)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"protocols": protocols, "metrics": groups, **(extra or {})}
+    payload = {"protocols": protocols, "metrics": {t: {n: dict(v) for n, v in vals.items()}
+                                                   for t, vals in results.items()}, **(extra or {})}
     json_path = out_dir / "metrics.json"
     json_path.write_text(json.dumps(payload, indent=2))
-    names = sorted({n for g in groups.values() for n in g})
+    columns = [f"{n} {'in' if side == 'input' else 'out'}" for n in names for side in COLUMN_SIDES]
     lines = [f"Protocols: {'; '.join(protocols)} (unsuffixed metrics use the first).", "",
-             "| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    lines += [f"| {g} | " + " | ".join(f"{v.get(n, math.nan):.4f}" for n in names) + " |" for g, v in groups.items()]
+             "| task | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {task} | " + " | ".join(_fmt(n, values[n][side]) for n in names for side in COLUMN_SIDES) + " |"
+              for task, values in results.items()]
     md_path = out_dir / "metrics.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
