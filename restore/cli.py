@@ -98,12 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``restore`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True, highlight=False)
     try:
         return _run(args, console) if args.command == "run" else _export(args, console)
-    except UsageError as err:
-        console.print(f"[bold red]restore {args.command}: error:[/] {err}", soft_wrap=True)
+    except UsageError as err:  # messages hold paths and ranges like [0, 1]: escaped, not read as markup
+        console.print(f"[bold red]restore {args.command}: error:[/] {escape(str(err))}", soft_wrap=True)
         return EXIT_USAGE
 
 
@@ -187,6 +188,7 @@ def _run(args: argparse.Namespace, console) -> int:
     net = _load(args.model, device, args.deploy)
 
     import torch
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from restore.inference import NonFiniteOutputError, restore_image
@@ -200,23 +202,24 @@ def _run(args: argparse.Namespace, console) -> int:
         for src, dst in pairs:
             progress.update(task, name=src.name)
             if _is_16bit_colour_png(src):
-                progress.console.print(f"[yellow]Warning:[/] {src}: 16-bit colour PNG, read at 8 bits per channel "
-                                       "(Pillow has no 16-bit RGB mode); written as 8-bit", soft_wrap=True)
+                progress.console.print(f"[yellow]Warning:[/] {escape(str(src))}: 16-bit colour PNG, read at 8 bits "
+                                       "per channel (Pillow has no 16-bit RGB mode); written as 8-bit", soft_wrap=True)
             try:
                 image = restore_image(net, src, tile=args.tile, tile_overlap=args.tile_overlap,
                                       ensemble=args.ensemble, device=device)
                 _save(image, dst)
-            except (OSError, ValueError, TypeError, NonFiniteOutputError, torch.OutOfMemoryError) as err:
+            except (OSError, ValueError, TypeError, NonFiniteOutputError, torch.cuda.OutOfMemoryError) as err:
                 # OSError/ValueError/TypeError: unreadable, truncated or unsupported image (named in the message)
-                hint = " (try --tile 512)" if isinstance(err, torch.OutOfMemoryError) else ""
-                progress.console.print(f"[yellow]Warning:[/] skipped {src}: {err}{hint}", soft_wrap=True)
+                hint = " (try --tile 512)" if isinstance(err, torch.cuda.OutOfMemoryError) else ""
+                progress.console.print(f"[yellow]Warning:[/] skipped {escape(str(src))}: {escape(str(err))}{hint}",
+                                       soft_wrap=True)
                 skipped.append(src)
             progress.advance(task)
     done = len(pairs) - len(skipped)
-    console.print(f"Restored {done} of {len(pairs)} image(s) into {args.output_dir}", soft_wrap=True)
+    console.print(f"Restored {done} of {len(pairs)} image(s) into {escape(str(args.output_dir))}", soft_wrap=True)
     if skipped:
-        console.print(f"[bold yellow]{len(skipped)} file(s) skipped:[/] {', '.join(str(p) for p in skipped)}",
-                      soft_wrap=True)
+        names = escape(", ".join(str(p) for p in skipped))
+        console.print(f"[bold yellow]{len(skipped)} file(s) skipped:[/] {names}", soft_wrap=True)
         return EXIT_SKIPPED
     return EXIT_OK
 
@@ -261,6 +264,8 @@ def _export(args: argparse.Namespace, console) -> int:
         raise UsageError(f"{args.output} already exists: pass --overwrite to replace it")
     net = _load(args.model, _pick_device(args.device), deploy=False)
 
+    from rich.markup import escape
+
     from restore.export import DEFAULT_OPSET, export_onnx, export_torchscript
 
     if fmt == "onnx":
@@ -270,6 +275,6 @@ def _export(args: argparse.Namespace, console) -> int:
             raise UsageError(str(err)) from None
     else:
         path = export_torchscript(net, args.output)
-    console.print(f"Wrote {path} ({fmt}, deploy form, dynamic batch/height/width; input 'input' (B, "
+    console.print(f"Wrote {escape(str(path))} ({fmt}, deploy form, dynamic batch/height/width; input 'input' (B, "
                   f"{getattr(net, 'in_channels', 'C')}, H, W) float32 in [0, 1])", soft_wrap=True)
     return EXIT_OK

@@ -54,7 +54,9 @@ def images(tmp_path) -> Path:
     Image.fromarray((rng.random((19, 22, 3)) * 255).astype(np.uint8)).save(folder / "photo.jpg", quality=90)
     Image.fromarray((rng.random((21, 18)) * 255).astype(np.uint8)).save(folder / "gray.jpeg")
     Image.fromarray((rng.random((17, 26)) * 65535).astype(np.uint16)).save(folder / "gray16.png")
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    # brackets in the name: printed as they are, not read as rich markup
+    # brackets in the name: printed as they are, not read as rich markup
+    (folder / "[b]broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     (folder / "notes.txt").write_text("not an image: ignored")
     return folder
 
@@ -70,11 +72,11 @@ def test_run_folder_writes_every_good_image_and_names_the_unreadable_one(model_f
     code = main(["run", "--model", str(model_file), str(images), str(out)])
     err = capsys.readouterr().err
     assert code == EXIT_SKIPPED
-    assert "Warning" in err and "skipped" in err and "broken.png" in err
-    assert sorted(p.name for p in out.iterdir()) == sorted(EXPECTED)  # no broken.png, no notes.txt, no .part left
+    assert "Warning" in err and "skipped" in err and "[b]broken.png" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(EXPECTED)  # no broken one, no notes.txt, no .part left
     net = restore.load_model(model_file)
     for src in sorted(images.iterdir()):
-        if src.name in ("broken.png", "notes.txt"):
+        if src.name in ("[b]broken.png", "notes.txt"):
             continue
         with Image.open(out / output_name(src)) as written:
             assert (written.mode, written.size) == EXPECTED[output_name(src)], src.name
@@ -85,7 +87,7 @@ def test_run_folder_writes_every_good_image_and_names_the_unreadable_one(model_f
 
 
 def test_run_refuses_existing_outputs_unless_overwrite(model_file, images, tmp_path, capsys):
-    (images / "broken.png").unlink()
+    (images / "[b]broken.png").unlink()
     out = tmp_path / "out"
     assert main(["run", "--model", str(model_file), str(images / "rgb.png"), str(out)]) == EXIT_OK
     before = (out / "rgb.png").read_bytes()
