@@ -55,7 +55,6 @@ def images(tmp_path) -> Path:
     Image.fromarray((rng.random((21, 18)) * 255).astype(np.uint8)).save(folder / "gray.jpeg")
     Image.fromarray((rng.random((17, 26)) * 65535).astype(np.uint16)).save(folder / "gray16.png")
     # brackets in the name: printed as they are, not read as rich markup
-    # brackets in the name: printed as they are, not read as rich markup
     (folder / "[b]broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     (folder / "notes.txt").write_text("not an image: ignored")
     return folder
