@@ -160,6 +160,7 @@ def test_bad_tile_arguments_are_refused(model_file, images, tmp_path, capsys):
     assert "--tile-overlap" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.load.*is deprecated:FutureWarning")
 def test_export_command_writes_a_torchscript_module(model_file, tmp_path, capsys):
     out = tmp_path / "net.pt"
     assert main(["export", "--model", str(model_file), str(out)]) == EXIT_OK
