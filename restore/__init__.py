@@ -6,6 +6,10 @@ Python API::
     net = restore.load_model("outputs/train/<run>/checkpoints/best.ckpt")
     clean = restore.restore_image(net, "noisy.png", tile=512)   # same kind as the input
     restore.export_model(restore.reparameterize(net), "net_deploy.safetensors")
+    restore.list_models()                                      # pretrained models shipped (none yet)
+
+From a shell: ``restore run --model best.ckpt noisy/ restored/`` and ``restore export --model
+best.ckpt net.onnx`` (see :mod:`restore.cli`, :mod:`restore.export`).
 
 Loading never runs code from the file: a stored config may only name the toolkit's networks and
 blocks; ``restore.register_network("mypkg.nets.MyNet")`` allows one of your own (or pass ``net=``).
@@ -13,13 +17,14 @@ blocks; ``restore.register_network("mypkg.nets.MyNet")`` allows one of your own 
 
 from restore.checkpoint import export_model, load_model
 from restore.inference import restore_image
+from restore.model_zoo import list_models
 from restore.models.allowlist import register_network
 from restore.models.reparam import reparameterize
 
 __version__ = "0.1.0"
 
-__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "deblur_semiblind",
-           "__version__"]
+__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "list_models",
+           "deblur_semiblind", "__version__"]
 
 
 def __getattr__(name: str):

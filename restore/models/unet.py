@@ -41,9 +41,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> to
     """Pad (B, C, H, W) on the bottom/right so H and W are multiples of ``multiple``.
 
     Reflect padding needs the pad to be smaller than the side; tiny inputs fall back to replicate.
+    While tracing (``torch.jit.trace``, ONNX export) the pad is always applied, zero or not, and
+    reflect kept, so the traced graph computes it from the input's size instead of baking in the
+    branch taken at the example size (an exported graph then needs H, W ≥ ``multiple``).
     """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
+    if torch.jit.is_tracing():
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
     if ph == 0 and pw == 0:
         return x
     if mode == "reflect" and (ph >= h or pw >= w):

@@ -1,0 +1,184 @@
+"""The `restore` command as users run it: `restore run` over files and folders, `restore export`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import struct
+import subprocess
+import sys
+import tomllib
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from hydra.utils import instantiate
+from PIL import Image
+
+import restore
+from restore.cli import EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, main, output_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A seeded tiny UniRepLKNet U-Net exported as safetensors (re-parameterisable: --deploy matters)."""
+    config = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "model" / "net" / "unireplknet_tiny.yaml"))
+    torch.manual_seed(0)
+    net = instantiate(config)
+    return restore.export_model(net, tmp_path_factory.mktemp("model") / "tiny.safetensors", net_config=config)
+
+
+def write_png16_rgb(path: Path, arr: np.ndarray) -> None:
+    """A 16-bit RGB PNG, written by hand (Pillow cannot write one)."""
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    """A folder of good images (PNG/JPEG, gray/RGB, 16-bit), one unreadable file and a non-image."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((20, 27, 3)) * 255).astype(np.uint8)).save(folder / "rgb.png")
+    Image.fromarray((rng.random((19, 22, 3)) * 255).astype(np.uint8)).save(folder / "photo.jpg", quality=90)
+    Image.fromarray((rng.random((21, 18)) * 255).astype(np.uint8)).save(folder / "gray.jpeg")
+    Image.fromarray((rng.random((17, 26)) * 65535).astype(np.uint16)).save(folder / "gray16.png")
+    # brackets in the name: printed as they are, not read as rich markup
+    (folder / "[b]broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (folder / "notes.txt").write_text("not an image: ignored")
+    return folder
+
+
+EXPECTED = {  # output name → (PIL mode, size) for the `images` fixture
+    "rgb.png": ("RGB", (27, 20)), "photo.png": ("RGB", (22, 19)), "gray.png": ("L", (18, 21)),
+    "gray16.png": ("I;16", (26, 17)),
+}
+
+
+def test_run_folder_writes_every_good_image_and_names_the_unreadable_one(model_file, images, tmp_path, capsys):
+    out = tmp_path / "out" / "nested"
+    code = main(["run", "--model", str(model_file), str(images), str(out)])
+    err = capsys.readouterr().err
+    assert code == EXIT_SKIPPED
+    assert "Warning" in err and "skipped" in err and "[b]broken.png" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(EXPECTED)  # no broken one, no notes.txt, no .part left
+    net = restore.load_model(model_file)
+    for src in sorted(images.iterdir()):
+        if src.name in ("[b]broken.png", "notes.txt"):
+            continue
+        with Image.open(out / output_name(src)) as written:
+            assert (written.mode, written.size) == EXPECTED[output_name(src)], src.name
+            expected = np.asarray(restore.restore_image(net, src))
+            np.testing.assert_array_equal(np.asarray(written), expected)  # lossless, same dtype: 16-bit stays 16-bit
+    with Image.open(out / "gray16.png") as g16:
+        assert np.asarray(g16).max() > 255  # really 16-bit values, not 8-bit ones in a 16-bit file
+
+
+def test_run_refuses_existing_outputs_unless_overwrite(model_file, images, tmp_path, capsys):
+    (images / "[b]broken.png").unlink()
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(model_file), str(images / "rgb.png"), str(out)]) == EXIT_OK
+    before = (out / "rgb.png").read_bytes()
+    (out / "rgb.png").write_bytes(b"user's file")
+    assert main(["run", "--model", str(model_file), str(images), str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
+    assert (out / "rgb.png").read_bytes() == b"user's file" and not (out / "photo.png").exists()  # nothing written
+    assert main(["run", "--model", str(model_file), str(images), str(out), "--overwrite"]) == EXIT_OK
+    assert (out / "rgb.png").read_bytes() == before
+
+
+def test_run_never_writes_over_an_input(model_file, images, capsys):
+    original = (images / "rgb.png").read_bytes()
+    code = main(["run", "--model", str(model_file), str(images / "rgb.png"), str(images), "--overwrite"])
+    assert code == EXIT_USAGE
+    assert "refusing to write over the input" in capsys.readouterr().err
+    assert (images / "rgb.png").read_bytes() == original
+
+
+def test_run_refuses_two_inputs_with_one_output_name(model_file, images, tmp_path, capsys):
+    Image.open(images / "rgb.png").save(images / "rgb.jpg")
+    assert main(["run", "--model", str(model_file), str(images), str(tmp_path / "out")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "rgb.jpg" in err and "rgb.png" in err and "both" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_passes_tile_ensemble_and_deploy_through(model_file, images, tmp_path):
+    out = tmp_path / "out"
+    args = ["run", "--model", str(model_file), str(images / "rgb.png"), str(out), "--tile", "16", "--tile-overlap",
+            "4", "--ensemble", "--deploy", "--device", "cpu"]
+    assert main(args) == EXIT_OK
+    net = restore.load_model(model_file)  # training form: the deploy form must give the same image
+    expected = np.asarray(restore.restore_image(net, images / "rgb.png", tile=16, tile_overlap=4, ensemble=True))
+    got = np.asarray(Image.open(out / "rgb.png"))
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float rounding at a .5 boundary at most
+
+
+def test_run_warns_that_16bit_colour_png_is_read_at_8_bits(model_file, tmp_path, capsys):
+    src = tmp_path / "rgb16.png"
+    write_png16_rgb(src, (np.random.default_rng(0).random((12, 13, 3)) * 65535).astype(np.uint16))
+    assert main(["run", "--model", str(model_file), str(src), str(tmp_path / "out")]) == EXIT_OK
+    assert "16-bit colour PNG" in capsys.readouterr().err
+    assert Image.open(tmp_path / "out" / "rgb16.png").mode == "RGB"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nafnet_colour_denoise", "Unknown model 'nafnet_colour_denoise'"),
+    ("missing/best.ckpt", "not found: missing/best.ckpt"),
+])
+def test_bad_model_gives_a_clear_error(spec, message, images, tmp_path, capsys):
+    assert main(["run", "--model", spec, str(images), str(tmp_path / "out")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    if "Unknown" in message:
+        assert "restore.list_models()" in err and ".ckpt" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_model_file_is_named(images, tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    assert main(["run", "--model", str(bad), str(images), str(tmp_path / "out")]) == EXIT_USAGE
+    assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_bad_tile_arguments_are_refused(model_file, images, tmp_path, capsys):
+    args = ["run", "--model", str(model_file), str(images), str(tmp_path / "out"), "--tile", "16"]
+    assert main(args) == EXIT_USAGE  # default overlap 32 ≥ tile 16
+    assert "--tile-overlap" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.load.*is deprecated:FutureWarning")
+def test_export_command_writes_a_torchscript_module(model_file, tmp_path, capsys):
+    out = tmp_path / "net.pt"
+    assert main(["export", "--model", str(model_file), str(out)]) == EXIT_OK
+    assert main(["export", "--model", str(model_file), str(out)]) == EXIT_USAGE  # exists: refused
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "--model", str(model_file), str(tmp_path / "net.bin")]) == EXIT_USAGE
+    assert "--format" in capsys.readouterr().err
+    x = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(out))(x), restore.load_model(model_file)(x), atol=1e-4, rtol=0)
+
+
+def test_console_script_and_python_m_restore(tmp_path):
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["restore"] == "restore.cli:main"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "restore", "run", "--help"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--model", "--tile", "--tile-overlap", "--ensemble", "--device", "--deploy", "--overwrite"):
+        assert option in proc.stdout
