@@ -33,6 +33,10 @@ def instantiate_group(cfg: DictConfig, key: str) -> list:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final logged metrics."""
+    if cfg.get("pruning"):  # iterative pruning rounds (configs/pruning/): restore.pruning.run
+        from restore.pruning import run_pruning
+
+        return run_pruning(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = cfg.paths.output_dir

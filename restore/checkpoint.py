@@ -38,6 +38,9 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", ema: bool = Tru
         with safe_open(str(path), framework="pt", device=str(map_location)) as f:
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") == "restore-sparse":  # pruned networks (restore.pruning.export_sparse)
+            from restore.pruning.sparse import densify_state_dict
+            state = densify_state_dict(state, meta)
         config = json.loads(meta["net_config"]) if "net_config" in meta else None
         return state, config, meta.get("deploy") == "true"
     try:
