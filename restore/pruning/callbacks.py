@@ -15,7 +15,7 @@ from torch.nn.utils import prune
 
 from restore.pruning.masks import PrunableWeight, dense_state_dict, zero_pruned
 
-__all__ = ["PrunedWeightsGuard", "WeightSnapshot", "RoundProgressBar"]
+__all__ = ["PrunedWeightsGuard", "WeightSnapshot", "RoundProgressBar", "LastValidationStep"]
 
 
 class PrunedWeightsGuard(Callback):
@@ -106,6 +106,18 @@ class RoundProgressBar(RichProgressBar):
     def _stop_progress(self) -> None:
         super()._stop_progress()
         self._round_task = None
+
+
+class LastValidationStep(Callback):
+    """Records the global step of the last full validation run during ``fit`` (not the sanity
+    check), so a round validates its final weights only when ``fit`` has not just done so."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.step = trainer.global_step
 
 
 def has_pruning_hooks(module: torch.nn.Module) -> bool:

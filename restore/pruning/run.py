@@ -41,7 +41,7 @@ from rich.console import Console
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from restore.pruning.callbacks import PrunedWeightsGuard, RoundProgressBar, WeightSnapshot
+from restore.pruning.callbacks import LastValidationStep, PrunedWeightsGuard, RoundProgressBar, WeightSnapshot
 from restore.pruning.masks import (
     DEFAULT_LAYER_TYPES,
     PrunableWeight,
@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 REWIND_TARGETS = ("init", "step", "none")
 # settings that decide the masks: a resumed run must use the same
-_MASK_SETTINGS = ("rate", "scope", "rate_overrides", "method", "rewind", "rewind_step", "include", "exclude",
+_MASK_SETTINGS = ("schedule", "rate", "scope", "rate_overrides", "method", "rewind", "rewind_step", "include", "exclude",
                   "layer_types", "seed")
 
 
@@ -85,7 +85,11 @@ class IterativePruning:
         rewind_step: k for ``rewind="step"``.
         include, exclude: ``fnmatch`` patterns on weight names (``encoders.0.0.conv1.weight``).
         layer_types: ``torch.nn`` classes whose ``weight`` is prunable (conv and linear by default).
-        pruned_round_steps: training steps of rounds ≥ 1; ``None`` = ``trainer.max_steps``.
+        schedule: ``"iterative"`` (IMP: ``rounds`` rounds at ``rate``) or ``"one_shot"`` (the control:
+            one pruning straight to the sparsity of round ``rounds``, then one training of
+            ``rounds`` × ``trainer.max_steps`` steps, i.e. the same total steps as IMP).
+        pruned_round_steps: training steps of each pruned round; ``None`` = ``trainer.max_steps``
+            (iterative) or ``rounds`` × ``trainer.max_steps`` (one-shot).
         resume: resume the run in ``paths.output_dir`` (or pass the run folder as ``ckpt_path``).
         seed: seed of random pruning.
     """
@@ -100,6 +104,7 @@ class IterativePruning:
     include: list[str] = field(default_factory=lambda: ["*"])
     exclude: list[str] = field(default_factory=list)
     layer_types: list[str] = field(default_factory=lambda: list(DEFAULT_LAYER_TYPES))
+    schedule: str = "iterative"
     pruned_round_steps: int | None = None
     resume: bool = False
     seed: int = 0
@@ -117,13 +122,19 @@ class IterativePruning:
             raise ValueError(f"pruning.scope must be 'global' or 'layer', got {self.scope!r}")
         if self.method not in ("magnitude", "random"):
             raise ValueError(f"pruning.method must be 'magnitude' or 'random', got {self.method!r}")
+        if self.schedule not in ("iterative", "one_shot"):
+            raise ValueError(f"pruning.schedule must be 'iterative' or 'one_shot', got {self.schedule!r}")
+        if self.schedule == "one_shot" and self.rounds < 1:
+            raise ValueError("pruning.schedule=one_shot needs pruning.rounds >= 1 (the IMP round whose sparsity it matches)")
         if self.rewind not in REWIND_TARGETS:
             raise ValueError(f"pruning.rewind must be one of {REWIND_TARGETS}, got {self.rewind!r}")
         if self.rewind == "step" and (self.rewind_step is None or self.rewind_step < 1):
             raise ValueError(f"pruning.rewind=step needs pruning.rewind_step >= 1, got {self.rewind_step}")
 
     def mask_settings(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k in _MASK_SETTINGS}
+        """The settings a resumed run must share (``rounds`` too for one-shot: it sets the sparsity)."""
+        keys = _MASK_SETTINGS + (("rounds",) if self.schedule == "one_shot" else ())
+        return {k: v for k, v in asdict(self).items() if k in keys}
 
 
 # -- run folder --------------------------------------------------------------------------------
@@ -205,6 +216,7 @@ def run_pruning(cfg: DictConfig) -> dict[str, float]:
 
     fast_dev_run = bool(OmegaConf.select(cfg, "trainer.fast_dev_run", default=False))
     rounds = min(settings.rounds, 1) if fast_dev_run else settings.rounds  # one pruned round checks everything
+    one_shot = settings.schedule == "one_shot"
     seed = cfg.get("seed")
     if seed is not None:
         L.seed_everything(seed, workers=True)
@@ -225,14 +237,15 @@ def run_pruning(cfg: DictConfig) -> dict[str, float]:
 
     console = Console()
     metrics: dict[str, float] = {}
-    for r in range(rounds + 1):
+    for r in range(2 if one_shot else rounds + 1):
         if folder.done(r):
             continue
-        _prepare_round(r, folder, net, weights, settings, theta0)
-        steps = steps0 if r == 0 else int(settings.pruned_round_steps or steps0)
+        # one-shot: round 1 prunes straight to the schedule's last round
+        _prepare_round(r, folder, net, weights, settings, theta0, prune_to=rounds if one_shot else r)
+        steps = steps0 if r == 0 else int(settings.pruned_round_steps or (rounds * steps0 if one_shot else steps0))
         counts = count_parameters(net, weights)
-        console.rule(f"[bold]Pruning round {r}/{rounds}: {counts['fraction_prunable']:.2%} of prunable weights, "
-                     f"{counts['fraction_all']:.2%} of all parameters; {steps} steps")
+        console.rule(f"[bold]Pruning round {r}/{1 if one_shot else rounds}: {counts['fraction_prunable']:.2%} of "
+                     f"prunable weights, {counts['fraction_all']:.2%} of all parameters; {steps} steps")
         metrics = _train_round(cfg, model, datamodule, r, rounds, steps, weights, settings, folder, counts)
         _finish_round(r, folder, net, model, net_config, weights, counts, steps, metrics, settings)
     if not metrics and folder.entries():
@@ -263,8 +276,9 @@ def _theta0(folder: RunFolder, net: torch.nn.Module, weights: Sequence[PrunableW
 
 
 def _prepare_round(r: int, folder: RunFolder, net: torch.nn.Module, weights: Sequence[PrunableWeight],
-                   settings: IterativePruning, theta0: dict[str, torch.Tensor]) -> None:
-    """Masks and weights at the start of round r (round 0: θ₀, no pruning)."""
+                   settings: IterativePruning, theta0: dict[str, torch.Tensor], prune_to: int) -> None:
+    """Masks and weights at the start of round r (round 0: θ₀, no pruning; else pruned to the
+    sparsity of schedule round ``prune_to``, which is r except for one-shot pruning)."""
     round_dir = folder.round(r)
     round_dir.mkdir(parents=True, exist_ok=True)
     if r == 0:
@@ -278,7 +292,7 @@ def _prepare_round(r: int, folder: RunFolder, net: torch.nn.Module, weights: Seq
         if saved.is_file():  # a crashed round: train the masks it had
             set_masks(weights, load_file(str(saved)))
         else:
-            prune_round(weights, r, settings.rate, settings.scope, settings.rate_overrides, settings.method,
+            prune_round(weights, prune_to, settings.rate, settings.scope, settings.rate_overrides, settings.method,
                         settings.seed)
         if settings.rewind == "init":
             load_dense_state(net, theta0)
@@ -322,10 +336,13 @@ def _train_round(cfg: DictConfig, model, datamodule, r: int, rounds: int, steps:
     if r == 0 and settings.rewind == "step":
         callbacks.append(WeightSnapshot(settings.rewind_step, folder.theta_step(settings.rewind_step),
                                         lambda module: module.net))
+    last_validation = LastValidationStep()
+    callbacks.append(last_validation)
     loggers = _instantiate_group(rcfg, "logger")
     trainer: L.Trainer = instantiate_node(rcfg, "trainer", callbacks=callbacks, logger=loggers or False)
     trainer.fit(model=model, datamodule=datamodule)
-    trainer.validate(model=model, datamodule=datamodule, verbose=False)
+    if last_validation.step != trainer.global_step:  # else the last validation saw the final (EMA) weights
+        trainer.validate(model=model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
