@@ -41,8 +41,8 @@ def write_report(rounds: Sequence[dict], out_dir: str | Path, protocols: Sequenc
         avg = e["task_average"]["psnr"]
         delta = avg - dense["task_average"]["psnr"] if dense else math.nan
         cells = [str(e["round"]), str(e["steps"]), f"{e['fraction_prunable']:.2%}", f"{e['fraction_all']:.2%}"]
-        cells += [f"{e['metrics'].get(t, {}).get('psnr', math.nan):.2f} / {e['metrics'].get(t, {}).get('ssim', math.nan):.4f}"
-                  for t in tasks]
+        task_metrics = [e["metrics"].get(t, {}) for t in tasks]
+        cells += [f"{m.get('psnr', math.nan):.2f} / {m.get('ssim', math.nan):.4f}" for m in task_metrics]
         cells += [f"{avg:.2f}", f"{delta:+.2f}", f"{e.get('export_bytes', 0) / 1024:.0f} KiB"]
         lines.append("| " + " | ".join(cells) + " |")
     md_path = out_dir / "pruning_report.md"

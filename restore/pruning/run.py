@@ -64,8 +64,8 @@ log = logging.getLogger(__name__)
 
 REWIND_TARGETS = ("init", "step", "none")
 # settings that decide the masks: a resumed run must use the same
-_MASK_SETTINGS = ("schedule", "rate", "scope", "rate_overrides", "method", "rewind", "rewind_step", "include", "exclude",
-                  "layer_types", "seed")
+_MASK_SETTINGS = ("schedule", "rate", "scope", "rate_overrides", "method", "rewind", "rewind_step", "include",
+                  "exclude", "layer_types", "seed")
 
 
 @dataclass
@@ -115,7 +115,8 @@ class IterativePruning:
         self.layer_types = list(self.layer_types)
         if self.rounds < 0:
             raise ValueError(f"pruning.rounds must be >= 0, got {self.rounds}")
-        for name, r in {"rate": self.rate, **{f"rate_overrides[{k}]": v for k, v in self.rate_overrides.items()}}.items():
+        rates = {"rate": self.rate, **{f"rate_overrides[{k}]": v for k, v in self.rate_overrides.items()}}
+        for name, r in rates.items():
             if not 0.0 <= r < 1.0:
                 raise ValueError(f"pruning.{name} must be in [0, 1), got {r}")
         if self.scope not in ("global", "layer"):
@@ -125,7 +126,8 @@ class IterativePruning:
         if self.schedule not in ("iterative", "one_shot"):
             raise ValueError(f"pruning.schedule must be 'iterative' or 'one_shot', got {self.schedule!r}")
         if self.schedule == "one_shot" and self.rounds < 1:
-            raise ValueError("pruning.schedule=one_shot needs pruning.rounds >= 1 (the IMP round whose sparsity it matches)")
+            raise ValueError("pruning.schedule=one_shot needs pruning.rounds >= 1 (the IMP round whose sparsity "
+                             "it matches)")
         if self.rewind not in REWIND_TARGETS:
             raise ValueError(f"pruning.rewind must be one of {REWIND_TARGETS}, got {self.rewind!r}")
         if self.rewind == "step" and (self.rewind_step is None or self.rewind_step < 1):
@@ -262,8 +264,8 @@ def _theta0(folder: RunFolder, net: torch.nn.Module, weights: Sequence[PrunableW
         state = json.loads(folder.state.read_text())
         changed = [k for k, v in settings.mask_settings().items() if state["settings"].get(k) != v]
         if changed:
-            raise ValueError(f"cannot resume {folder.root}: pruning settings differ from the run's "
-                             + ", ".join(f"{k}={state['settings'].get(k)!r}→{getattr(settings, k)!r}" for k in changed))
+            diff = ", ".join(f"{k}={state['settings'].get(k)!r}→{getattr(settings, k)!r}" for k in changed)
+            raise ValueError(f"cannot resume {folder.root}: pruning settings differ from the run's: {diff}")
         if state["prunable"] != names or state["net_config"] != net_config:
             raise ValueError(f"cannot resume {folder.root}: the network or its prunable weights differ from the run's "
                              f"(net_config or pruning include/exclude/layer_types changed)")

@@ -201,8 +201,8 @@ def _densify_one(name: str, info: object, tensors: Mapping[str, torch.Tensor]) -
     else:
         n_bytes = math.ceil(numel / 8)
         if positions.dtype != torch.uint8 or positions.dim() != 1 or positions.numel() != n_bytes:
-            raise _fail(name, f"bitmask must be 1-D uint8 with ⌈{numel}/8⌉ = {n_bytes} bytes, got {positions.dtype} "
-                              f"{tuple(positions.shape)}")
+            raise _fail(name, f"bitmask must be 1-D uint8 with ⌈{numel}/8⌉ = {n_bytes} bytes, got "
+                              f"{positions.dtype} {tuple(positions.shape)}")
         bits = unpack_bits(positions, numel)
         if bool(bits[numel:].any()):
             raise _fail(name, "bitmask has bits set beyond the tensor's size")
