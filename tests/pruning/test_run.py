@@ -132,3 +132,29 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folde
         train(compose_into(tmp_path / "x", TINY + [f"ckpt_path={copy}", "pruning.scope=layer"]))
     with pytest.raises(FileExistsError, match="already holds a pruning run"):
         train(compose_into(copy, TINY))
+
+
+def test_one_shot_control_prunes_straight_to_the_last_round_and_trains_as_long(tmp_path):
+    from tests_helpers import compose_into
+
+    from train import train
+
+    run = tmp_path / "one_shot"
+    train(compose_into(run, TINY + ["pruning=one_shot"]))
+    rounds = json.loads((run / "pruning_report.json").read_text())["rounds"]
+    assert [(e["round"], e["steps"]) for e in rounds] == [(0, 3), (1, 6)]  # 2 rounds × 3 steps of fine-tuning
+    assert rounds[1]["fraction_prunable"] == pytest.approx(0.8**2, abs=1e-4)
+
+
+def test_late_rewinding_rewinds_to_the_weights_of_step_k(tmp_path):
+    from tests_helpers import compose_into
+
+    from train import train
+
+    run = tmp_path / "late"
+    train(compose_into(run, TINY + ["pruning.rounds=1", "pruning.rewind=step", "pruning.rewind_step=2"]))
+    theta_k = load_file(str(run / "theta_step2.safetensors"))
+    theta_0 = load_file(str(run / "theta0.safetensors"))
+    assert set(theta_k) == set(theta_0) and any(not torch.equal(theta_k[k], theta_0[k]) for k in theta_0)
+    with pytest.raises(ValueError, match="rewind_step=9 is beyond"):
+        train(compose_into(tmp_path / "bad", TINY + ["pruning.rewind=step", "pruning.rewind_step=9"]))
