@@ -13,9 +13,9 @@ from lightning.pytorch.callbacks.weight_averaging import WeightAveraging
 from safetensors.torch import save_file
 from torch.nn.utils import prune
 
-from restore.pruning.masks import PrunableWeight, dense_state_dict, zero_pruned
+from restore.pruning.masks import PrunableWeight, dense_state_dict, fold_masks, zero_pruned
 
-__all__ = ["PrunedWeightsGuard", "WeightSnapshot", "RoundProgressBar", "LastValidationStep"]
+__all__ = ["PrunedWeightsGuard", "DenseCheckpoints", "WeightSnapshot", "RoundProgressBar", "LastValidationStep"]
 
 
 class PrunedWeightsGuard(Callback):
@@ -63,6 +63,22 @@ class PrunedWeightsGuard(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # the EMA callback has just copied its weights into the network: refresh the masked weights
         zero_pruned(self.weights)
+
+
+class DenseCheckpoints(Callback):
+    """Writes the round's Lightning checkpoints with the masks folded into the weights
+    (``net.w`` instead of ``net.w_orig`` + ``net.w_mask``, for the EMA ``state_dict`` and the raw
+    ``current_model_state``) and the masks under ``pruning_masks``, so ``restore.load_model`` and
+    ``eval.py ckpt_path=…`` read them like any checkpoint. A pruning run resumes from its round
+    files, never from these, so they need not hold the re-parametrisation. Put it after the EMA
+    callback (its ``on_save_checkpoint`` builds the two state dicts)."""
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        masks: dict[str, torch.Tensor] = {}
+        for key in ("state_dict", "current_model_state"):
+            if key in checkpoint:
+                checkpoint[key], masks = fold_masks(checkpoint[key])
+        checkpoint["pruning_masks"] = {k.removeprefix("net."): v.cpu() for k, v in masks.items()}
 
 
 class WeightSnapshot(Callback):

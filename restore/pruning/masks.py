@@ -36,6 +36,7 @@ __all__ = [
     "prune_round",
     "target_remaining",
     "dense_state_dict",
+    "fold_masks",
     "load_dense_state",
     "zero_pruned",
     "make_permanent",
@@ -229,16 +230,27 @@ def dense_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
 
     The keys are those of the unpruned network, so the result loads into a fresh one.
     """
-    state = net.state_dict()
+    return fold_masks(net.state_dict())[0]
+
+
+def fold_masks(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A state dict of a pruned network → (the dense one, ``w = w_orig · w_mask``; ``{w: bool mask}``).
+
+    Keys without a ``_orig``/``_mask`` pair pass through, in order; works with any key prefix
+    (``net.`` in Lightning checkpoints).
+    """
     out: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key.endswith("_orig") and key[:-5] + "_mask" in state:
-            out[key[:-5]] = (value * state[key[:-5] + "_mask"]).detach()
+            mask = state[key[:-5] + "_mask"]
+            out[key[:-5]] = (value * mask).detach()
+            masks[key[:-5]] = mask.detach() != 0
         elif key.endswith("_mask") and key[:-5] + "_orig" in state:
             continue
         else:
-            out[key] = value.detach()
-    return out
+            out[key] = value.detach() if isinstance(value, torch.Tensor) else value
+    return out, masks
 
 
 @torch.no_grad()

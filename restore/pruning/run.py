@@ -17,7 +17,7 @@ Run folder (``paths.output_dir``, or the folder given as ``ckpt_path`` to resume
     theta0.safetensors             θ₀ (dense state dict)    pruning_state.json   settings, prunable names
     theta_step<k>.safetensors      late-rewinding point      pruning_report.{json,md}, pruning_psnr.png
     round_XX/masks.safetensors     masks trained in round XX (bool)
-    round_XX/checkpoints/          Lightning checkpoints (best/last, masks as weight_orig/weight_mask)
+    round_XX/checkpoints/          Lightning checkpoints (best/last; masks folded, and under pruning_masks)
     round_XX/model.sparse.safetensors   the round's network (restore-sparse; ``restore.load_model``)
     round_XX/metrics.{json,md}, round.json   validation metrics; round.json marks the round done
 
@@ -41,7 +41,13 @@ from rich.console import Console
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from restore.pruning.callbacks import LastValidationStep, PrunedWeightsGuard, RoundProgressBar, WeightSnapshot
+from restore.pruning.callbacks import (
+    DenseCheckpoints,
+    LastValidationStep,
+    PrunedWeightsGuard,
+    RoundProgressBar,
+    WeightSnapshot,
+)
 from restore.pruning.masks import (
     DEFAULT_LAYER_TYPES,
     PrunableWeight,
@@ -334,7 +340,7 @@ def _train_round(cfg: DictConfig, model, datamodule, r: int, rounds: int, steps:
     rcfg = _round_config(cfg, folder.round(r), steps)
     callbacks = [RoundProgressBar(r, rounds, counts["fraction_prunable"]) if isinstance(c, RichProgressBar) else c
                  for c in _instantiate_group(rcfg, "callbacks")]
-    callbacks.append(PrunedWeightsGuard(weights))  # after the EMA callback: runs after its update
+    callbacks += [PrunedWeightsGuard(weights), DenseCheckpoints()]  # after the EMA callback: run after it
     if r == 0 and settings.rewind == "step":
         callbacks.append(WeightSnapshot(settings.rewind_step, folder.theta_step(settings.rewind_step),
                                         lambda module: module.net))

@@ -83,14 +83,24 @@ def test_pruned_weights_are_zero_in_raw_and_ema_weights_and_the_export(finished_
     masks = load_file(str(finished_run / "round_02" / "masks.safetensors"))
     ckpt = torch.load(finished_run / "round_02" / "checkpoints" / "last.ckpt", weights_only=True)
     exported = restore.checkpoint.read_checkpoint(finished_run / "round_02" / "model.sparse.safetensors")[0]
-    for which in ("state_dict", "current_model_state"):  # EMA weights, raw weights
+    assert ckpt["pruning_masks"].keys() == masks.keys()
+    for which in ("state_dict", "current_model_state"):  # EMA weights, raw weights (masks folded in)
         state = ckpt[which]
+        assert not any(k.endswith(("_orig", "_mask")) for k in state)
         for name, mask in masks.items():
-            assert torch.equal(state[f"net.{name}_mask"], mask.float()), (which, name)
-            assert bool((state[f"net.{name}_orig"][~mask] == 0).all()), (which, name)
-    for name, mask in masks.items():  # the export holds the final (EMA) weights, masks folded
-        assert torch.equal(exported[name], ckpt["state_dict"][f"net.{name}_orig"])
+            assert torch.equal(ckpt["pruning_masks"][name], mask)
+            assert bool((state[f"net.{name}"][~mask] == 0).all()), (which, name)
+    for name, mask in masks.items():  # the export holds the final (EMA) weights
+        assert torch.equal(exported[name], ckpt["state_dict"][f"net.{name}"])
         assert bool((exported[name][~mask] == 0).all()) and bool((exported[name][mask] != 0).any())
+
+
+def test_round_checkpoints_load_like_any_checkpoint(finished_run):
+    x = torch.rand(1, 3, 24, 24)
+    from_ckpt = restore.load_model(finished_run / "round_02" / "checkpoints" / "last.ckpt")
+    from_export = restore.load_model(finished_run / "round_02" / "model.sparse.safetensors")
+    with torch.no_grad():
+        assert torch.equal(from_ckpt(x), from_export(x))
 
 
 def test_export_loads_with_load_model(finished_run):
