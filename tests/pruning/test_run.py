@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 import restore
 from restore.pruning import IterativePruning
+from train import train
 
 TINY = ["experiment=prune/mirl_quick", "pruning.rounds=2", "trainer.max_steps=3", "trainer.val_check_interval=3",
         "++trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=2", "model.net.width=8",
@@ -21,25 +22,11 @@ TINY = ["experiment=prune/mirl_quick", "pruning.rounds=2", "trainer.max_steps=3"
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, compose_into):
     """One complete 2-round run (3 trainings of 3 steps), shared by the tests below."""
-    from tests_helpers import compose_into
-
-    from train import train
-
     run = tmp_path_factory.mktemp("prune") / "run"
     train(compose_into(run, TINY))
     return run
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _helpers_on_path():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    yield
-    sys.path.remove(str(Path(__file__).parent))
 
 
 def test_pruning_group_turns_any_experiment_into_a_pruning_run(compose):
@@ -112,11 +99,7 @@ def test_export_loads_with_load_model(finished_run):
     assert zeros > 0.3 * sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.dim() > 1)
 
 
-def test_resume_mid_run_gives_the_same_masks(finished_run, tmp_path):
-    from tests_helpers import compose_into
-
-    from train import train
-
+def test_resume_mid_run_gives_the_same_masks(finished_run, tmp_path, compose_into):
     crashed = tmp_path / "crashed"
     shutil.copytree(finished_run, crashed)
     # crash during round 1: its masks are written, its training is not done; round 2 never started
@@ -131,11 +114,8 @@ def test_resume_mid_run_gives_the_same_masks(finished_run, tmp_path):
     assert [e["round"] for e in json.loads((crashed / "pruning_report.json").read_text())["rounds"]] == [0, 1, 2]
 
 
-def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folder(finished_run, tmp_path):
-    from tests_helpers import compose_into
-
-    from train import train
-
+def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folder(finished_run, tmp_path,
+                                                                                   compose_into):
     copy = tmp_path / "copy"
     shutil.copytree(finished_run, copy)
     with pytest.raises(ValueError, match="scope='global'→'layer'"):
@@ -144,11 +124,7 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folde
         train(compose_into(copy, TINY))
 
 
-def test_one_shot_control_prunes_straight_to_the_last_round_and_trains_as_long(tmp_path):
-    from tests_helpers import compose_into
-
-    from train import train
-
+def test_one_shot_control_prunes_straight_to_the_last_round_and_trains_as_long(tmp_path, compose_into):
     run = tmp_path / "one_shot"
     train(compose_into(run, TINY + ["pruning=one_shot"]))
     rounds = json.loads((run / "pruning_report.json").read_text())["rounds"]
@@ -156,11 +132,7 @@ def test_one_shot_control_prunes_straight_to_the_last_round_and_trains_as_long(t
     assert rounds[1]["fraction_prunable"] == pytest.approx(0.8**2, abs=1e-4)
 
 
-def test_late_rewinding_rewinds_to_the_weights_of_step_k(tmp_path):
-    from tests_helpers import compose_into
-
-    from train import train
-
+def test_late_rewinding_rewinds_to_the_weights_of_step_k(tmp_path, compose_into):
     run = tmp_path / "late"
     train(compose_into(run, TINY + ["pruning.rounds=1", "pruning.rewind=step", "pruning.rewind_step=2"]))
     theta_k = load_file(str(run / "theta_step2.safetensors"))
