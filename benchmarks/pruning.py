@@ -67,7 +67,10 @@ def print_quality(reports: dict[str, dict]) -> None:
         rounds = imp["rounds"]
         tasks = [t for t in rounds[0]["metrics"] if t != "all"] or ["all"]
         dense = rounds[0]["task_average"]["psnr"]
+        inputs = {t: rounds[0]["metrics"][t].get("psnr_input", float("nan")) for t in tasks}
         print(f"\nIMP with rewinding to θ₀ (protocol: {imp['protocol']}); Δ = task-average PSNR − dense")
+        print("input PSNR (degraded images): " + ", ".join(f"{t} {v:.2f}" for t, v in inputs.items())
+              + f", average {sum(inputs.values()) / len(inputs):.2f} dB")
         print(f"{'round':>5} {'prunable':>9} {'all':>7} " + " ".join(f"{t:>15}" for t in tasks) + f" {'avg':>6} {'Δ':>6}")
         for e in rounds:
             cells = " ".join(f"{e['metrics'][t]['psnr']:>6.2f} / {e['metrics'][t]['ssim']:.3f}" for t in tasks)
