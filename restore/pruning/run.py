@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -172,6 +175,33 @@ class RunFolder:
     def entries(self) -> list[dict]:
         return [json.loads(p.read_text()) for p in sorted(self.root.glob("round_*/round.json"))]
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``run.lock`` (this process's id) while working: a second process on the same run
+        (e.g. a resume started before the first finished) would retrain and overwrite its rounds."""
+        path = self.root / "run.lock"
+        if path.is_file():
+            pid = int(path.read_text().strip() or 0)
+            if pid and pid != os.getpid() and _alive(pid):
+                raise RuntimeError(f"{self.root} is in use by process {pid} (its {path}); wait for it to finish, "
+                                   "or delete the file if that process is gone")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(os.getpid()))
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 def _find_run_root(path: Path) -> Path:
     """A run folder, or a file inside one (``<run>/round_03/checkpoints/last.ckpt``) → the run folder."""
@@ -212,13 +242,18 @@ def run_pruning(cfg: DictConfig) -> dict[str, float]:
         if folder.state.is_file() and not resume:
             raise FileExistsError(f"{folder.root} already holds a pruning run: resume it with pruning.resume=true "
                                   f"(or ckpt_path={folder.root}), or choose another paths.output_dir")
+    with folder.lock():
+        return _run(cfg, settings, folder, resume)
+
+
+def _run(cfg: DictConfig, settings: IterativePruning, folder: RunFolder, resume: bool) -> dict[str, float]:
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.paths.output_dir = str(folder.root)
     if resume:
         log.info("Resuming the pruning run in %s", folder.root)
         with open(folder.root / "cmd.txt", "a") as f:
-            f.write("# resumed: " + " ".join(__import__("sys").argv) + "\n")
+            f.write("# resumed: " + " ".join(sys.argv) + "\n")
     else:
         record_run(folder.root, cfg)
 

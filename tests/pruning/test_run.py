@@ -122,6 +122,10 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_an_existing_folde
         train(compose_into(tmp_path / "x", TINY + [f"ckpt_path={copy}", "pruning.scope=layer"]))
     with pytest.raises(FileExistsError, match="already holds a pruning run"):
         train(compose_into(copy, TINY))
+    (copy / "run.lock").write_text("1")  # pid 1 is alive: another process works on this run
+    with pytest.raises(RuntimeError, match="in use by process 1"):
+        train(compose_into(tmp_path / "y", TINY + [f"ckpt_path={copy}"]))
+    assert not (finished_run / "run.lock").exists()  # released when a run ends
 
 
 def test_one_shot_control_prunes_straight_to_the_last_round_and_trains_as_long(tmp_path, compose_into):
