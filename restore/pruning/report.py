@@ -45,6 +45,10 @@ def write_report(rounds: Sequence[dict], out_dir: str | Path, protocols: Sequenc
         cells += [f"{m.get('psnr', math.nan):.2f} / {m.get('ssim', math.nan):.4f}" for m in task_metrics]
         cells += [f"{avg:.2f}", f"{delta:+.2f}", f"{e.get('export_bytes', 0) / 1024:.0f} KiB"]
         lines.append("| " + " | ".join(cells) + " |")
+    emptied = rounds[-1].get("emptied_layers") if rounds else None
+    if emptied:
+        lines += ["", f"Layer collapse: after round {rounds[-1]['round']}, {len(emptied)} prunable tensors have no weights "
+                  f"left ({', '.join(emptied)}); keep them with `pruning.rate_overrides` or `pruning.scope=layer`."]
     md_path = out_dir / "pruning_report.md"
     md_path.write_text("\n".join(lines) + "\n")
     png_path = out_dir / "pruning_psnr.png"

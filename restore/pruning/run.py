@@ -398,7 +398,12 @@ def _finish_round(r: int, folder: RunFolder, net: torch.nn.Module, model, net_co
     protocols = list(getattr(model, "protocols", []))
     groups = split_metrics(metrics, "val")
     write_metrics(groups, round_dir, protocols, {"round": r, "step": steps})
-    entry = {"round": r, "steps": steps, **counts, "metrics": groups,
+    # layer collapse: global magnitude pruning can empty whole layers (e.g. the output conv), which
+    # cuts the network; rate_overrides / scope=layer keep them
+    emptied = [w.name for w in weights if w.is_masked and not bool(w.mask.any())]
+    if emptied:
+        log.warning("Round %d: %d prunable tensors have no weights left: %s", r, len(emptied), ", ".join(emptied))
+    entry = {"round": r, "steps": steps, **counts, "emptied_layers": emptied, "metrics": groups,
              "task_average": {"psnr": task_average(groups, "psnr"), "ssim": task_average(groups, "ssim")},
              "export": str(export.relative_to(folder.root)), "export_bytes": export.stat().st_size}
     (round_dir / "round.json").write_text(json.dumps(entry, indent=2))

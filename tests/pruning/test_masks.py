@@ -160,3 +160,18 @@ def test_dense_state_dict_and_make_permanent_keep_outputs():
         make_permanent(net)
         assert set(net.state_dict()) == set(reference.state_dict())
         assert torch.equal(net(x), out)
+
+
+def test_global_pruning_can_empty_a_layer_and_overrides_prevent_it():
+    net = tiny_nafnet()
+    with torch.no_grad():
+        net.outro.weight.mul_(1e-3)  # the smallest weights of the network
+    weights = select_prunable(net)
+    prune_round(weights, 8)
+    assert int(net.outro.weight_mask.sum()) == 0  # collapsed under one global threshold
+    net = tiny_nafnet()
+    with torch.no_grad():
+        net.outro.weight.mul_(1e-3)
+    weights = select_prunable(net)
+    prune_round(weights, 8, rate_overrides={"outro.weight": 0.1})
+    assert int(net.outro.weight_mask.sum()) == target_remaining(net.outro.weight_mask.numel(), 0.1, 8)
