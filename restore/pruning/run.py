@@ -41,9 +41,9 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from restore.checkpoint import read_checkpoint
 from restore.pruning.callbacks import (
     DenseCheckpoints,
     LastValidationStep,
@@ -63,7 +63,7 @@ from restore.pruning.masks import (
     set_masks,
 )
 from restore.pruning.report import task_average, write_report
-from restore.pruning.sparse import densify_state_dict, export_sparse
+from restore.pruning.sparse import export_sparse
 from restore.utils.config import ConfigError, instantiate_node, record_run
 from restore.utils.reporting import split_metrics, write_metrics
 
@@ -216,13 +216,6 @@ def _save(tensors: dict[str, torch.Tensor], path: Path, **meta: str) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=meta or None)
 
 
-def _load_sparse_export(path: Path) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return densify_state_dict(tensors, meta)
-
-
 # -- the run -----------------------------------------------------------------------------------
 def run_pruning(cfg: DictConfig) -> dict[str, float]:
     """Run (or resume) the pruning rounds of ``cfg.pruning`` on the experiment ``cfg``.
@@ -330,7 +323,7 @@ def _prepare_round(r: int, folder: RunFolder, net: torch.nn.Module, weights: Seq
     else:
         prev = folder.round(r - 1)
         set_masks(weights, load_file(str(prev / "masks.safetensors")))
-        load_dense_state(net, _load_sparse_export(prev / "model.sparse.safetensors"))  # round r−1's trained net
+        load_dense_state(net, read_checkpoint(prev / "model.sparse.safetensors")[0])  # round r−1's trained net
         saved = round_dir / "masks.safetensors"
         if saved.is_file():  # a crashed round: train the masks it had
             set_masks(weights, load_file(str(saved)))
