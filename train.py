@@ -19,22 +19,18 @@ import lightning as L  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
-from restore.utils.config import instantiate_node, record_run, task_config  # noqa: E402
+from restore.utils.config import instantiate_group, instantiate_node, record_run, task_config  # noqa: E402
 from restore.utils.reporting import print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
-def instantiate_group(cfg: DictConfig, key: str) -> list:
-    """Instantiate every `_target_` entry of a dict group (callbacks, logger); None → []."""
-    node = OmegaConf.select(cfg, key)
-    if not node:
-        return []
-    return [instantiate_node(cfg, f"{key}.{name}") for name, sub in node.items() if sub and "_target_" in sub]
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final logged metrics."""
+    if cfg.get("pruning"):  # iterative pruning rounds (configs/pruning/): restore.pruning.run
+        from restore.pruning import run_pruning
+
+        return run_pruning(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = cfg.paths.output_dir

@@ -55,6 +55,16 @@ def test_trainer_configs_compose(compose, trainer):
     assert cfg.trainer._target_.endswith("Trainer")
 
 
+def _dataset_roots(node) -> list[str]:
+    """Every ``root:`` value in a resolved data config."""
+    if isinstance(node, dict):
+        return [str(v) for k, v in node.items() if k == "root" and v] + [
+            r for v in node.values() for r in _dataset_roots(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _dataset_roots(v)]
+    return []
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
     from train import train
@@ -66,11 +76,17 @@ def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
     else:
         # GPU-sized experiments (bf16, 16×128² batches) would take minutes on one CPU thread:
         # one fp32 step on a small batch still builds and runs every configured object
-        overrides += ["++trainer.precision=32-true", "++data.batch_size=2", "++data.train.patch_size=64"]
+        train_sets = compose("train", [f"experiment={experiment}"]).data.train
+        patches = ([f"++data.train.{i}.patch_size=64" for i in range(len(train_sets))]
+                   if OmegaConf.is_list(train_sets) else ["++data.train.patch_size=64"])  # all-in-one: a list
+        overrides += ["++trainer.precision=32-true", "++data.batch_size=2", *patches]
     cfg = compose("train", overrides)
     shared = Path(cfg.paths.shared_dir)
     if not shared.is_dir() and "${paths.shared_dir}" in OmegaConf.to_yaml(cfg.data):  # unresolved
         pytest.skip(f"{experiment} validates on ../shared data, absent here ({shared})")
+    missing = [r for r in _dataset_roots(OmegaConf.to_container(cfg.data, resolve=True)) if not Path(r).exists()]
+    if missing:
+        pytest.skip(f"{experiment} trains on data absent here ({missing[0]})")
     train(cfg)
 
 

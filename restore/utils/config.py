@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-__all__ = ["instantiate_node", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
+__all__ = ["instantiate_node", "instantiate_group", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
 
 
 class ConfigError(RuntimeError):
@@ -129,6 +129,14 @@ def task_config(cfg: DictConfig) -> DictConfig:
     if "hydra" not in cfg:
         return cfg
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
+def instantiate_group(cfg: DictConfig, key: str) -> list:
+    """Instantiate every ``_target_`` entry of a dict group (callbacks, logger); None → []."""
+    node = OmegaConf.select(cfg, key)
+    if not node:
+        return []
+    return [instantiate_node(cfg, f"{key}.{name}") for name, sub in node.items() if sub and "_target_" in sub]
 
 
 def record_run(output_dir: str | Path, cfg: DictConfig) -> None:
