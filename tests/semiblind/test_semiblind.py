@@ -202,3 +202,11 @@ def test_shipped_denoiser_loads_and_is_small():
     assert DENOISER_WEIGHTS[1].stat().st_size < 1.6e6
     net, channels = load_denoiser(1)
     assert channels == 1 and net(torch.rand(1, 1, 20, 24)).shape == (1, 1, 20, 24)
+
+
+def test_grown_support_is_capped_so_the_refined_kernel_fits_the_image():
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
+
+    kr = refine_kernel(torch.rand(1, 1, 24, 24), torch.ones(21, 21) / 441,
+                       KernelRefinementConfig(rotation=False, outer_iterations=1, k_iterations=2, x_iterations=2))
+    assert kr.shape == (23, 23) and abs(float(kr.sum()) - 1) < 1e-5
