@@ -174,6 +174,8 @@ def load_kernel(path: str | Path) -> torch.Tensor:
         from restore.utils.image import read_image
 
         arr = read_image(path, channels=1)[0].double().numpy()
+    if arr.ndim == 1:  # a one-row text kernel (numpy.loadtxt drops the row axis)
+        arr = arr[None]
     if arr.ndim != 2 or arr.sum() <= 0:
         raise ValueError(f"Kernel {path} must be a 2-D array with a positive sum, got shape {arr.shape}")
     return torch.from_numpy(arr / arr.sum()).float()

@@ -1,6 +1,7 @@
-"""``deblur_semiblind``: restore one image given an inaccurate kernel (deep residual prior).
+"""``deblur_semiblind``: restore one image given an inaccurate kernel (kernel refinement, then a prior).
 
-Tang et al., CVPR 2023 — see :mod:`restore.semiblind.solver` for the model and algorithm.
+Kernel refinement: :mod:`restore.semiblind.kernel_refinement`; priors: :mod:`restore.semiblind.plug_and_play`
+(TV, learned denoiser) and :mod:`restore.semiblind.solver` (deep residual prior, Tang et al., CVPR 2023).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from restore.semiblind.kernels import as_kernel
 from restore.semiblind.solver import DeepResidualPrior, config_from
 from restore.utils.image import from_tensor, to_tensor
 
-__all__ = ["deblur_semiblind", "check_inputs"]
+__all__ = ["deblur_semiblind", "check_inputs", "PRIORS"]
 
 
 def check_inputs(image: torch.Tensor, kernel: torch.Tensor, gt: torch.Tensor | None = None) -> None:
@@ -32,38 +33,64 @@ def check_inputs(image: torch.Tensor, kernel: torch.Tensor, gt: torch.Tensor | N
         raise ValueError(f"ground truth shape {tuple(gt.shape)} differs from the image shape {tuple(image.shape)}")
 
 
+PRIORS = ("dip", "tv", "denoiser")
+
+
 def deblur_semiblind(
     image: Any,
     kernel: Any,
     seed: int = 0,
     *,
+    refine_kernel: bool = True,
+    prior: str = "tv",
     preset: str = "fast",
     device: str | torch.device | None = None,
     gt: Any = None,
+    return_kernel: bool = False,
     return_residual: bool = False,
     return_history: bool = False,
+    refine: dict | None = None,
     **cfg: Any,
 ) -> Any:
     """Semi-blind deblurring of ``image`` with the inaccurate ``kernel``.
+
+    Two stages, neither of which sees a ground truth:
+
+    1. ``refine_kernel``: k̂ is a starting point — rotated by the maximum-likelihood angle, then
+       refined on a support grown by a margin, tied to k̂ (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
+    2. the image with the (refined) kernel and the chosen ``prior``: ``"tv"`` (HQS with total variation,
+       seconds), ``"denoiser"`` (DPIR-style plug-and-play with the shipped learned denoiser, seconds) or
+       ``"dip"`` (the deep residual prior of Tang et al. 2023: DIP image net + residual net for what the
+       kernel cannot explain; minutes).
 
     Args:
         image: blurry image — path, PIL image, numpy (H×W or H×W×C, uint8 or float in [0, 1]) or
             tensor ((C, H, W) or (1, C, H, W) in [0, 1]); gray or RGB.
         kernel: (kh, kw) array/tensor summing to 1, or a path (.png normalised to sum 1, .txt, .npy).
-        seed: seeds the networks and their inputs (bitwise-reproducible on CPU).
-        preset: 'fast' (2-core CPU, default: 600 iterations, ≈4 min for a 256² gray image on 2 idle
-            cores) or 'paper' (the paper's networks and 2000 iterations).
+        seed: seeds the networks and their inputs (``prior="dip"``; bitwise-reproducible on CPU).
+        refine_kernel: refine k̂ first (default) or use it as it is.
+        prior: ``"tv"`` (default), ``"denoiser"`` or ``"dip"``.
+        preset: ``prior="dip"`` only: 'fast' (600 iterations) or 'paper' (the paper's networks, 2000 iterations).
         device: default: the input tensor's device, else CUDA when available, else CPU.
-        gt: ground truth (same kinds as ``image``), only for the PSNR history — never for stopping.
-        return_residual: also return the residual r (a float tensor (1, C, H, W), signed).
-        return_history: also return the per-25-iteration history (loss terms, PSNR if ``gt``).
-        **cfg: overrides of :class:`~restore.semiblind.solver.DRPConfig` (iterations, lr, residual_lr, lambda1,
-            lambda2, tv_weight, image_channels, ..., tol).
+        gt: ground truth (same kinds as ``image``), only for the DIP PSNR history — never for stopping.
+        return_kernel: also return the kernel used (refined or k̂), a float32 tensor (kh', kw') summing to 1.
+        return_residual: also return the residual r ((1, C, H, W), signed; ``prior="dip"``, else y − k⊗x).
+        return_history: also return the per-25-iteration DIP history (empty for the other priors).
+        refine: overrides of :class:`~restore.semiblind.kernel_refinement.KernelRefinementConfig`.
+        **cfg: overrides of :class:`~restore.semiblind.solver.DRPConfig` (``prior="dip"``) or keyword
+            arguments of :func:`~restore.semiblind.plug_and_play.hqs_deconvolution` (``"tv"``/``"denoiser"``).
 
     Returns:
-        the restored image in the input's kind; with ``return_residual``/``return_history`` a
-        tuple (image, residual?, history?).
+        the restored image in the input's kind; with ``return_kernel``/``return_residual``/``return_history``
+        a tuple (image, kernel?, residual?, history?).
     """
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig
+    from restore.semiblind.kernel_refinement import refine_kernel as refine_kernel_fn
+    from restore.semiblind.operators import BlurOperator
+    from restore.semiblind.plug_and_play import hqs_deconvolution
+
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
     y, kind = to_tensor(image)
     k = as_kernel(kernel)
     g = to_tensor(gt, channels=y.shape[1])[0] if gt is not None else None
@@ -72,11 +99,26 @@ def deblur_semiblind(
         device = y.device if (isinstance(image, torch.Tensor) and image.is_cuda) else (
             "cuda" if torch.cuda.is_available() else "cpu")
     y = y.to(device)
-    model = DeepResidualPrior(y, k.float().to(device), config_from(preset, **cfg), seed=seed)
-    history = model.run(gt=g.to(device) if g is not None else None)
-    out = [from_tensor(model.estimate(), kind)]
+    k = k.float().to(device)
+    if refine_kernel:
+        k = refine_kernel_fn(y, k, KernelRefinementConfig(**(refine or {})))
+        if k.shape[0] > y.shape[-2] or k.shape[1] > y.shape[-1]:
+            raise ValueError(f"refined kernel ({k.shape[0]}×{k.shape[1]}) is larger than the image "
+                             f"({y.shape[-2]}×{y.shape[-1]}): pass refine={{'margin': 0}} or a larger image")
+    history: list = []
+    if prior == "dip":
+        model = DeepResidualPrior(y, k, config_from(preset, **cfg), seed=seed)
+        history = model.run(gt=g.to(device) if g is not None else None)
+        restored, residual = model.estimate(), model.residual()
+    else:
+        x = hqs_deconvolution(y, k, prior=prior, extended=True, **cfg)
+        op = BlurOperator(k, tuple(y.shape[-2:]))
+        restored, residual = op.crop_latent(x), y - op(x)
+    out = [from_tensor(restored, kind)]
+    if return_kernel:
+        out.append(k.detach().float().cpu())
     if return_residual:
-        out.append(model.residual())
+        out.append(residual)
     if return_history:
         out.append(history)
     return out[0] if len(out) == 1 else tuple(out)

@@ -1,16 +1,18 @@
-"""Blur kernels for semi-blind deblurring: loading, parametric kernels and the kernel-error simulator.
+"""Blur kernels for semi-blind deblurring: validation, parametric kernels and the kernel-error simulator.
 
 The simulator reproduces the inaccurate-kernel protocols of Tang et al., CVPR 2023 (deep residual
 prior, experiments section): motion length ±15 px, angle ±30°, Gaussian σ ±3, disk radius ±3, plus a random
 shift and additive noise (a kernel "as a blind method would estimate it").
 
-For parametric kernels, perturb the parameter and regenerate (``gaussian_kernel(σ + 3)``,
+Loading and Gaussian kernels are :mod:`restore.data.kernels`' (``load_kernel(path)``,
+``gaussian_kernel(size, σ)``, float32 tensors). For parametric kernels, perturb the parameter and
+regenerate (``gaussian_kernel(size, σ + 3)``,
 ``disk_kernel(r + 3)``, ``line_motion_kernel(L + 15, θ + 30)``). For arbitrary (e.g. camera-shake)
 kernels, :func:`perturb_kernel` *rotates* the kernel about its centroid (angle error) and *rescales*
 it about its centroid by (L + Δ)/L, L = the kernel's extent along its principal axis (length
 error); rescaling also widens the trajectory by the same factor, a documented approximation.
-Kernels use the convolution convention (``operators.BlurOperator``). kornia supplies the line and
-Gaussian kernels and the rotation/scaling warps; the disk and the centroid/extent are hand-written.
+Kernels use the convolution convention (``operators.BlurOperator``). kornia supplies the line
+kernels and the rotation/scaling warps; the disk and the centroid/extent are hand-written.
 """
 
 from __future__ import annotations
@@ -21,44 +23,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+
+from restore.data.kernels import gaussian_kernel, load_kernel  # the one copy of these helpers
 
 __all__ = [
-    "load_kernel",
     "as_kernel",
     "line_motion_kernel",
-    "gaussian_kernel",
     "disk_kernel",
     "kernel_length",
     "perturb_kernel",
 ]
 
 
-def load_kernel(path: str | Path) -> np.ndarray:
-    """Read a kernel from .png/.jpg/.bmp (normalised to sum 1), .txt (``numpy.loadtxt``) or .npy.
-
-    Returns:
-        float64 array (kh, kw) summing to 1.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Kernel file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        k = np.load(path).astype(np.float64)
-    elif suffix in (".txt", ".csv", ".dat"):
-        k = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, dtype=np.float64)
-    else:
-        with Image.open(path) as img:
-            k = np.asarray(img.convert("L"), dtype=np.float64)
-        if k.sum() <= 0:
-            raise ValueError(f"kernel image {path} is all zeros")
-        k = k / k.sum()
-    return np.atleast_2d(k)
-
-
 def as_kernel(kernel: Any, tol: float = 1e-2) -> torch.Tensor:
-    """Any kernel (path, array, tensor) → float64 tensor (kh, kw); checks it is a blur kernel.
+    """Any kernel (path: :func:`restore.data.kernels.load_kernel`; array; tensor) → float64 tensor (kh, kw);
+    checks it is a blur kernel.
 
     Raises:
         ValueError: not 2-D, NaN/Inf, negative mass, or sum not within ``tol`` of 1.
@@ -89,15 +68,6 @@ def line_motion_kernel(length: float, angle: float, size: int | None = None) -> 
 
     size = size or (2 * int(math.ceil(length / 2)) + 1)
     k = get_motion_kernel2d(int(size), float(angle), 0.0, mode="bilinear")[0].double().numpy()
-    return k / k.sum()
-
-
-def gaussian_kernel(sigma: float, size: int | None = None) -> np.ndarray:
-    """Isotropic Gaussian (kornia.filters.get_gaussian_kernel2d); size defaults to 2⌈3σ⌉+1."""
-    from kornia.filters import get_gaussian_kernel2d
-
-    size = size or (2 * int(math.ceil(3 * sigma)) + 1)
-    k = get_gaussian_kernel2d((size, size), torch.tensor([[sigma, sigma]], dtype=torch.float64))[0].numpy()
     return k / k.sum()
 
 
@@ -197,7 +167,8 @@ def perturb_kernel(
         factor = 1.0
     if factor != 1.0 or angle:
         k = _warp(k, angle, factor)
-    for extra in (gaussian_kernel(gaussian_sigma) if gaussian_sigma > 0 else None,
+    for extra in (gaussian_kernel(2 * int(math.ceil(3 * gaussian_sigma)) + 1, gaussian_sigma).double().numpy()
+                  if gaussian_sigma > 0 else None,
                   disk_kernel(disk_radius) if disk_radius > 0 else None):
         if extra is not None:
             from scipy.signal import fftconvolve

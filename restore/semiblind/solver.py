@@ -30,10 +30,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from restore.metrics.shift_aligned import image_quality
 from restore.semiblind.networks import SkipNet
 from restore.semiblind.operators import BlurOperator
 
-__all__ = ["DRPConfig", "DeepResidualPrior", "PAPER", "FAST", "dct2", "idct2", "total_variation", "psnr"]
+__all__ = ["DRPConfig", "DeepResidualPrior", "PAPER", "FAST", "dct2", "idct2", "total_variation"]
 
 
 @dataclass
@@ -104,12 +105,6 @@ def idct2(c: torch.Tensor) -> torch.Tensor:
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Mean anisotropic ℓ1 TV of (B, C, H, W)."""
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
-
-def psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1] (higher is better), no border crop."""
-    mse = float(((x.clamp(0, 1) - gt) ** 2).mean())
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def _round_up(n: int, m: int) -> int:
@@ -235,7 +230,7 @@ class DeepResidualPrior(nn.Module):
             if (it + 1) % log_every == 0 or last or stop:
                 rec = {"step": it + 1, "loss": float(loss.detach()), **{k: float(v) for k, v in terms.items()}}
                 if gt is not None:
-                    rec["psnr"] = psnr(self.estimate(), gt)
+                    rec["psnr"] = image_quality(self.estimate(), gt)["psnr"]
                 history.append(rec)
                 if callback:
                     callback(it + 1, rec)

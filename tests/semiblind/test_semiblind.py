@@ -7,9 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from restore.metrics.shift_aligned import image_quality
 from restore.semiblind import (BlurOperator, DeepResidualPrior, config_from, deblur_semiblind, line_motion_kernel,
                                perturb_kernel, richardson_lucy, wiener_deconvolution)
-from restore.semiblind.solver import psnr
+
+
+def psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
+    return image_quality(x, gt)["psnr"]
 
 TINY = dict(preset="fast", image_channels=(8, 8, 8, 8, 8), image_skip=2, residual_channels=(8, 8, 8, 8, 8),
             residual_skip=2, device="cpu")
@@ -83,11 +87,11 @@ def test_exact_kernel_fits_and_wrong_kernel_uses_residual():
 def test_seeded_runs_are_bitwise_reproducible_and_kinds_round_trip():
     k = np.ones((3, 3)) / 9
     img = (_scene(32, 3)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    a = deblur_semiblind(img, k, seed=3, iterations=4, **TINY)
-    b = deblur_semiblind(img, k, seed=3, iterations=4, **TINY)
+    a = deblur_semiblind(img, k, seed=3, iterations=4, prior="dip", refine_kernel=False, **TINY)
+    b = deblur_semiblind(img, k, seed=3, iterations=4, prior="dip", refine_kernel=False, **TINY)
     assert a.dtype == np.uint8 and a.shape == img.shape and np.array_equal(a, b)
-    t, r = deblur_semiblind(torch.from_numpy(img[..., 0] / 255.0).float()[None], k, iterations=2,
-                            return_residual=True, **TINY)
+    t, r = deblur_semiblind(torch.from_numpy(img[..., 0] / 255.0).float()[None], k, iterations=2, prior="dip",
+                            refine_kernel=False, return_residual=True, **TINY)
     assert t.shape == (1, 32, 32) and r.shape == (1, 1, 32, 32)
 
 
@@ -101,14 +105,14 @@ def test_seeded_runs_are_bitwise_reproducible_and_kinds_round_trip():
 ])
 def test_bad_inputs_name_the_problem(image, kernel, match):
     with pytest.raises(ValueError, match=match):
-        deblur_semiblind(image, kernel, iterations=1, **TINY)
+        deblur_semiblind(image, kernel, iterations=1, prior="dip", **TINY)
 
 
 def test_lightning_run_writes_outputs(tmp_path):
     import lightning as L
     from PIL import Image
 
-    from restore.semiblind.lightning import SemiBlindDRPModule, SingleImageDataModule
+    from restore.semiblind.single_image_module import SemiBlindDeblurModule, SingleImageDataModule
 
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(tmp_path / "blurry.png")
@@ -116,12 +120,16 @@ def test_lightning_run_writes_outputs(tmp_path):
     np.savetxt(tmp_path / "k.txt", np.ones((1, 5)) / 5)
     dm = SingleImageDataModule(tmp_path / "blurry.png", tmp_path / "k.txt", gt=tmp_path / "gt.png")
     tiny = {k: v for k, v in TINY.items() if k not in ("preset", "device")}
-    model = SemiBlindDRPModule(output_dir=str(tmp_path / "run"), log_every=1, **tiny)
+    model = SemiBlindDeblurModule(output_dir=str(tmp_path / "run"), log_every=1, refine={"outer_iterations": 1},
+                                  **tiny)
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, accelerator="cpu",
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, dm)
-    for name in ("restored.png", "residual.png", "residual.pt", "history.json", "curves.png"):
+    for name in ("restored.png", "residual.png", "residual.pt", "kernel.png", "kernel.npy", "history.json",
+                 "curves.png"):
         assert (tmp_path / "run" / name).is_file(), name
+    k = np.load(tmp_path / "run" / "kernel.npy")
+    assert k.min() >= 0 and abs(k.sum() - 1) < 1e-4 and k.shape == (5, 9)  # refined on a support grown by 2 px
 
 
 def test_residual_lr_sets_its_own_param_group():
@@ -130,3 +138,77 @@ def test_residual_lr_sets_its_own_param_group():
     model = DeepResidualPrior(torch.rand(1, 1, 32, 32), torch.ones(3, 3) / 9, cfg, seed=0)
     opt = torch.optim.Adam(model.parameters_groups(), lr=cfg.lr)
     assert [g["lr"] for g in opt.param_groups] == [cfg.lr, 1e-4]
+
+
+def _camera_shake_problem(size: int = 64, angle: float = 0.0):
+    """A textured scene blurred by an asymmetric 9×9 kernel; k̂ = the kernel rotated by ``angle``."""
+    from restore.data.kernels import random_motion_kernel
+
+    k = random_motion_kernel(9, torch.Generator().manual_seed(1), extent=0.9).double()
+    g = torch.Generator().manual_seed(0)
+    x_ext = F.interpolate(torch.rand(1, 1, 18, 18, generator=g), size=(size + 8, size + 8), mode="bilinear",
+                          align_corners=False)
+    y, gt, _ = _blur(x_ext, k, noise=0.005)
+    k_hat = torch.from_numpy(perturb_kernel(k, angle=angle)).float() if angle else k.float()
+    return y, gt, k.float(), k_hat
+
+
+def test_rotation_search_recovers_the_angle_of_a_rotated_kernel():
+    from restore.semiblind.kernel_refinement import search_rotation
+
+    k = torch.from_numpy(line_motion_kernel(13, 0.0))
+    y, _, _ = _blur(_scene(72 + 12), k, noise=0.005)
+    k_hat = torch.from_numpy(perturb_kernel(k, angle=30)).float()
+    _, angle = search_rotation(y, k_hat, max_angle=45, step=15)
+    assert abs(angle + 30) <= 8  # the kernel that undoes the +30° error
+
+
+def test_refined_kernel_is_a_kernel_on_a_grown_support_and_exact_kernel_is_kept_without_refinement_steps():
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
+
+    y, _, k, _ = _camera_shake_problem()
+    kr = refine_kernel(y, k, KernelRefinementConfig(outer_iterations=2, k_iterations=10, x_iterations=4))
+    assert kr.shape == (13, 13) and float(kr.min()) >= 0 and abs(float(kr.sum()) - 1) < 1e-5
+    kept = refine_kernel(y, k, KernelRefinementConfig(outer_iterations=0, rotation=False))
+    assert torch.allclose(kept[2:-2, 2:-2], k / k.sum(), atol=1e-6) and float(kept.sum()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("prior", ["tv", "denoiser"])
+def test_hqs_priors_beat_the_blurry_input_with_the_exact_kernel(prior):
+    from restore.semiblind.plug_and_play import hqs_deconvolution
+
+    y, gt, k, _ = _camera_shake_problem()
+    x = hqs_deconvolution(y, k, prior=prior, iterations=8)
+    assert x.shape == y.shape and psnr(x, gt) > psnr(y, gt) + 1
+
+
+def test_api_returns_the_refined_kernel_and_rejects_unknown_priors():
+    y, _, _, k_hat = _camera_shake_problem(size=40, angle=30)
+    out, k = deblur_semiblind(y[0], k_hat, prior="tv", return_kernel=True, refine={"outer_iterations": 1},
+                              device="cpu")
+    assert out.shape == y[0].shape and float(k.min()) >= 0 and abs(float(k.sum()) - 1) < 1e-5
+    with pytest.raises(ValueError, match="prior must be one of"):
+        deblur_semiblind(y[0], k_hat, prior="bm3d")
+
+
+def test_noise_level_estimate_is_close_on_a_flat_image():
+    from restore.semiblind.plug_and_play import estimate_noise_sigma
+
+    y = 0.5 + 0.02 * torch.randn(1, 1, 128, 128, generator=torch.Generator().manual_seed(0))
+    assert estimate_noise_sigma(y) == pytest.approx(0.02, rel=0.1)
+
+
+def test_shipped_denoiser_loads_and_is_small():
+    from restore.semiblind.plug_and_play import DENOISER_WEIGHTS, load_denoiser
+
+    assert DENOISER_WEIGHTS[1].stat().st_size < 1.6e6
+    net, channels = load_denoiser(1)
+    assert channels == 1 and net(torch.rand(1, 1, 20, 24)).shape == (1, 1, 20, 24)
+
+
+def test_grown_support_is_capped_so_the_refined_kernel_fits_the_image():
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
+
+    kr = refine_kernel(torch.rand(1, 1, 24, 24), torch.ones(21, 21) / 441,
+                       KernelRefinementConfig(rotation=False, outer_iterations=1, k_iterations=2, x_iterations=2))
+    assert kr.shape == (23, 23) and abs(float(kr.sum()) - 1) < 1e-5

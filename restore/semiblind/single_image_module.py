@@ -1,7 +1,9 @@
-"""Lightning wrappers: one semi-blind deblurring problem per run, one iteration per training step.
+"""Single-image semi-blind deblurring as a Lightning run: the datamodule holding one (y, k̂, gt?) problem
+and the module that solves it, one deep-residual-prior iteration per training step.
 
 Tang et al., CVPR 2023 (deep residual prior); the per-step algorithm is
-:meth:`restore.semiblind.solver.DeepResidualPrior.loss` (s-step, then the Adam step).
+:meth:`restore.semiblind.solver.DeepResidualPrior.loss` (s-step, then the Adam step). With
+``refine_kernel`` (default) k̂ is first refined (:func:`restore.semiblind.kernel_refinement.refine_kernel`).
 
     python train.py experiment=semiblind/drp data.image=blurry.png data.kernel=k.png [data.gt=gt.png]
 """
@@ -15,15 +17,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from restore.metrics.shift_aligned import image_quality
 from restore.semiblind.api import check_inputs
+from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
 from restore.semiblind.kernels import as_kernel
-from restore.semiblind.solver import DeepResidualPrior, DRPConfig, psnr
+from restore.semiblind.solver import DeepResidualPrior, DRPConfig
 from restore.utils.image import to_tensor, write_image
 
-__all__ = ["SingleImageDataModule", "SemiBlindDRPModule"]
+__all__ = ["SingleImageDataModule", "SemiBlindDeblurModule"]
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +76,29 @@ class SingleImageDataModule(L.LightningDataModule):
         return DataLoader(_Repeat({"index": 0}, self.steps_per_epoch), batch_size=1)
 
 
-class SemiBlindDRPModule(L.LightningModule):
+class SemiBlindDeblurModule(L.LightningModule):
     """Deep residual prior as a LightningModule: each training step is one solver iteration.
 
     The problem (y, k̂, gt) comes from the datamodule (``setup``); at the end of fit it writes
     ``<output_dir>/restored.png``, ``residual.png`` (r mapped from [−0.25, 0.25] to [0, 1]),
-    ``residual.pt`` (signed), ``history.json`` and, with a ground truth, ``curves.png``.
+    ``residual.pt`` (signed), ``kernel.png`` (the kernel used, scaled to its maximum) and ``kernel.npy``
+    (its values), ``history.json`` and, with a ground truth, ``curves.png``.
 
     Args:
         output_dir: run folder (``${paths.output_dir}``).
         optimizer: ``_partial_`` optimizer (default Adam(lr=config.lr)) over both generators.
         seed: seeds the generators and their inputs.
         log_every: history / PSNR interval in steps.
+        refine_kernel: refine k̂ before the iterations (no ground truth involved).
+        refine: overrides of :class:`~restore.semiblind.kernel_refinement.KernelRefinementConfig`.
         **config: :class:`~restore.semiblind.solver.DRPConfig` fields (iterations is ignored:
             ``trainer.max_steps`` sets the length).
     """
 
     def __init__(self, output_dir: str = ".", optimizer: Callable | None = None, seed: int = 0, log_every: int = 25,
-                 **config: Any):
+                 refine_kernel: bool = True, refine: dict | None = None, **config: Any):
         super().__init__()
+        self.refine_kernel, self.refine = refine_kernel, dict(refine or {})
         self.output_dir = Path(output_dir)
         self.optimizer_factory = optimizer
         self.seed, self.log_every = seed, log_every
@@ -105,7 +114,11 @@ class SemiBlindDRPModule(L.LightningModule):
         dm.setup(stage)
         self.gt = dm.gt
         self.name = dm.name
-        self.solver = DeepResidualPrior(dm.blurry, dm.kernel, self.cfg, seed=self.seed)
+        kernel = dm.kernel
+        if self.refine_kernel:
+            kernel = refine_kernel(dm.blurry, kernel, KernelRefinementConfig(**self.refine))
+        self.kernel = kernel.float().cpu()
+        self.solver = DeepResidualPrior(dm.blurry, kernel, self.cfg, seed=self.seed)
 
     def configure_optimizers(self):
         factory = self.optimizer_factory or partial(torch.optim.Adam, lr=self.cfg.lr)
@@ -124,7 +137,7 @@ class SemiBlindDRPModule(L.LightningModule):
         if step % self.log_every == 0 or step == 1:
             rec = {"step": step, "loss": float(outputs["loss"])}
             if self.gt is not None:
-                rec["psnr"] = psnr(self.solver.estimate(), self.gt.to(self.device))
+                rec["psnr"] = _psnr(self.solver.estimate(), self.gt.to(self.device))
                 self.log("train/psnr", rec["psnr"], prog_bar=True, batch_size=1)
             self.history.append(rec)
 
@@ -138,13 +151,19 @@ class SemiBlindDRPModule(L.LightningModule):
         write_image(restored, out / "restored.png")
         write_image((residual / 0.5 + 0.5).clamp(0, 1), out / "residual.png")
         torch.save(residual.cpu(), out / "residual.pt")
+        np.save(out / "kernel.npy", self.kernel.numpy())
+        write_image((self.kernel / self.kernel.max())[None], out / "kernel.png")
         final = {"steps": self.solver.steps}
         if self.gt is not None:
-            final["psnr"] = psnr(restored, self.gt.to(restored.device))
+            final["psnr"] = _psnr(restored, self.gt.to(restored.device))
         (out / "history.json").write_text(json.dumps({"final": final, "history": self.history}, indent=1))
         if self.history:
             plot_curves(self.history, out / "curves.png")
         log.info("semi-blind DRP: %s → %s %s", self.name, out / "restored.png", final)
+
+
+def _psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
+    return image_quality(x, gt)["psnr"]
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
