@@ -19,7 +19,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from restore.checkpoint import load_model  # noqa: E402
 from restore.utils.config import instantiate_node, record_run  # noqa: E402
-from restore.utils.reporting import print_metrics, split_metrics, write_metrics  # noqa: E402
+from restore.utils.reporting import add_task_average, print_metrics, split_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
-        groups = split_metrics(metrics, "test")
+        groups = add_task_average(split_metrics(metrics, "test"))  # per task, all images, task average
         print_metrics(groups, f"{cfg.ckpt_path}", model.protocols)
         paths = write_metrics(groups, output_dir, model.protocols,
                               {"ckpt_path": str(cfg.ckpt_path), "deploy": bool(cfg.deploy)})

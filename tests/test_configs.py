@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +70,9 @@ def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
     cfg = compose("train", overrides)
     if not experiment.startswith("semiblind/"):
         train_sets = cfg.data.train if OmegaConf.is_list(cfg.data.train) else [cfg.data.train]
-        for dataset in train_sets:  # all-in-one data: a list of training sets
-            dataset.patch_size = 64
+        with open_dict(cfg):
+            for dataset in train_sets:  # all-in-one data: a list of training sets
+                dataset.patch_size = 64
     shared = Path(cfg.paths.shared_dir)
     if not shared.is_dir() and "${paths.shared_dir}" in OmegaConf.to_yaml(cfg.data):  # unresolved
         pytest.skip(f"{experiment} validates on ../shared data, absent here ({shared})")

@@ -10,7 +10,7 @@ from typing import Mapping
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["split_metrics", "print_metrics", "write_metrics"]
+__all__ = ["split_metrics", "add_task_average", "print_metrics", "write_metrics"]
 
 
 def split_metrics(metrics: Mapping[str, float], stage: str) -> dict[str, dict[str, float]]:
@@ -23,6 +23,18 @@ def split_metrics(metrics: Mapping[str, float], stage: str) -> dict[str, dict[st
         parts = key[len(prefix):].split("/")
         group, name = ("all", parts[0]) if len(parts) == 1 else (parts[0], parts[1])
         groups.setdefault(group, {})[name] = float(value)
+    return groups
+
+
+def add_task_average(groups: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Add an ``"average"`` row, the mean over tasks of each metric (the all-in-one papers' "Average"
+    column: every task weighs the same, unlike ``"all"``, the mean over images). Needs ≥ 2 tasks."""
+    tasks = [g for g in groups if g not in ("all", "average")]
+    if len(tasks) < 2:
+        return groups
+    names = sorted({n for g in tasks for n in groups[g]})
+    groups["average"] = {n: sum(groups[g][n] for g in tasks if n in groups[g]) /
+                         sum(1 for g in tasks if n in groups[g]) for n in names}
     return groups
 
 
