@@ -9,7 +9,8 @@ The heads sit on the latent of :class:`restore.models.unet.RestorationUNet` (Fig
     z_s = LN(latent of encode(x))                 source embedding
     z_b = LN(barycenter_map(z_s))                 barycenter embedding (a stack of the backbone's blocks)
     z_r = z_s − z_b                               residual (degradation-specific) embedding
-    r_1..r_L = residual_decoder(z_r)              a second decoder of the backbone's shape (new_decoder)
+    r_1..r_L = residual_decoder(z_r)              a second decoder of the backbone's shape (new_decoder):
+                                                  its upsampled feature at each resolution
     skip_l ← skip_l + 0.8 · r_l                   residual features added to the skips
     image = reconstruct(decoder(conv1×1([z_b; z_r]), skips), x)
 
@@ -28,11 +29,12 @@ this module (vectorised over the batch; the official code loops over samples in 
 
 Departures from the official code, each for a reason:
 
-- Potentials are size-agnostic: 3×3 conv → adaptive average pooling to a ``grid``×``grid`` map →
-  MLP → scalar (the official conv(4, stride 4) + Flatten ties them to 128² patches; ``grid=4`` gives
-  the official feature count, C·4·4, at 128²).
-- The residual decoder is ``new_decoder()`` of the backbone with zero skips (the official residual
-  path upsamples z_r without encoder skips, as here); its level outputs are added to the skips.
+- Potentials are size-agnostic: adaptive average pooling to a ``grid``×``grid`` map → MLP → scalar
+  (the official conv(4, stride 4) + Flatten ties them to 128² patches; ``grid=4`` gives the official
+  feature count, C·4·4, at 128²).
+- The residual decoder is ``new_decoder()`` of the backbone, run as the official residual path: no
+  encoder skips, each level's upsampled feature added to the skip of its resolution, no blocks at
+  full resolution (so its ``fuses`` and last level are dropped).
 - The main decoder's input is a 1×1 conv of [z_b; z_r] (the official code applies a Transformer
   block then a 1×1 conv; a backbone-agnostic head keeps only the projection).
 """
@@ -109,6 +111,10 @@ class BaryIRNet(RestorationUNet):
         self.barycenter = nn.Sequential(*[block(dim=dim, drop_path=0.0, **extra) for _ in range(barycenter_blocks)])
         self.latent_fuse = nn.Conv2d(2 * dim, dim, 1)
         self.residual_decoder = self.new_decoder()
+        # its upsampled features go to the skips (residual_features): nothing to fuse, and nothing
+        # reads the full-resolution blocks' output
+        self.residual_decoder.fuses = nn.ModuleList(nn.Identity() for _ in self.residual_decoder.fuses)
+        self.residual_decoder.levels[-1] = nn.Identity()
         self.residual_scale = float(residual_scale)
 
     def split_latent(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -117,13 +123,26 @@ class BaryIRNet(RestorationUNet):
         z_b = self.latent_norm(self.barycenter(z_s))
         return z_s, z_b, z_s - z_b
 
+    def residual_features(self, z_r: torch.Tensor) -> list[torch.Tensor]:
+        """z_r → the residual decoder's upsampled features, one per skip, full resolution first.
+
+        As the official residual path: each level upsamples (the decoder's ``ups``), hands that
+        feature to the skip of its resolution, and runs its blocks on it for the next level; with no
+        encoder skip to fuse, ``fuses`` and the full-resolution blocks (whose output nothing reads)
+        are removed at construction.
+        """
+        features, feat = [], z_r
+        for up, level in zip(self.residual_decoder.ups, self.residual_decoder.levels):
+            feat = up(feat)
+            features.append(feat)
+            feat = level(feat)
+        return features[::-1]
+
     def decode_heads(self, latent: torch.Tensor, skips: Sequence[torch.Tensor], return_levels: bool = False
                      ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """(latent, skips) → (decoder features as :meth:`decode`, z_s, z_b, z_r)."""
         z_s, z_b, z_r = self.split_latent(latent)
-        zeros = [torch.zeros_like(s) for s in skips]
-        residual = self.residual_decoder(z_r, zeros, return_levels=True)  # deepest first
-        skips = [s + self.residual_scale * r for s, r in zip(skips, residual[::-1])]
+        skips = [s + self.residual_scale * r for s, r in zip(skips, self.residual_features(z_r))]
         features = self.decoder(self.latent_fuse(torch.cat([z_b, z_r], dim=1)), skips, return_levels=return_levels)
         return features, z_s, z_b, z_r
 
@@ -147,9 +166,10 @@ class BaryIRNet(RestorationUNet):
 class KantorovichPotential(nn.Module):
     """One Kantorovich potential f_k: latent (B, C, h, w) of any size → (B,) scalars.
 
-    3×3 conv → LeakyReLU → adaptive average pool to ``grid``×``grid`` → MLP (C·grid² → hidden → 64
-    → 1), LeakyReLU(0.2) between layers. The official ``Potentials`` flatten a conv(4, stride 4) map
-    whose size is fixed by the 128² patch; pooling makes any patch or image size work.
+    Adaptive average pooling to ``grid``×``grid`` → MLP (C·grid² → hidden → 64 → 1, LeakyReLU(0.2)
+    between layers). The official ``Potentials`` flatten a conv(4, stride 4) map whose size is fixed
+    by the 128² patch (C·4·4 features at 128²); pooling to the same grid gives the same feature count
+    at any patch or image size, and drops that conv (which cost the tiny CPU models ~20% of a step).
 
     Args:
         channels: latent channels C.
@@ -162,8 +182,6 @@ class KantorovichPotential(nn.Module):
         features = channels * grid * grid
         hidden = hidden or max(1, features // 4)
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.LeakyReLU(0.2),
             nn.AdaptiveAvgPool2d(grid),
             nn.Flatten(),
             nn.Linear(features, hidden),
@@ -172,7 +190,6 @@ class KantorovichPotential(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Linear(64, 1),
         )
-        nn.init.normal_(self.body[0].weight, 0.0, 0.02)  # as the official init of the potentials' conv
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z).squeeze(-1)
