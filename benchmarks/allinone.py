@@ -3,7 +3,8 @@
 Run by hand (one thread each, CPU):
 
     python benchmarks/allinone.py steptime [--batch 8] [--patch 64] [--steps 20]
-    python benchmarks/allinone.py compare [--steps 1000] [--seeds 0 1 2] [--images 0]
+    python benchmarks/allinone.py compare [--steps 1000] [--seeds 0 1 2] [--images 0] [--models baryir plain]
+    python benchmarks/allinone.py report [--seeds 0 1 2]        (the table again, from the run folders)
 
 ``steptime``: one training step of each (plain: forward + L1 + backward + AdamW; BaryIR: forward with
 latents, generator loss, backward, AdamW, then the potential loss, backward, RMSprop: the two steps
@@ -12,8 +13,8 @@ of ``BaryIRModule.training_step``), interleaved so both see the same machine loa
 ``compare``: trains ``experiment=allinone/baryir_quick`` and ``allinone/plain_quick`` for ``--steps``
 steps per seed, then evaluates each final (EMA) checkpoint in one ``eval.py`` run per table:
 ``data=allinone_test`` (seen tasks on the real sets) and ``data=allinone_unseen`` (noise σ 60/75,
-JPEG q 20, rain + noise, Rain100H). ``--images K`` keeps the first K images of every test set (0:
-all). Protocol: RGB [0,1], clipped, no crop, noise seeded (the all-in-one papers'). Prints per-task
+JPEG q 20, rain + noise, Rain100H). ``--images K`` keeps the first K images of every test set but the
+7-pair SOTS sample (0: all). ``--models`` runs one of the two (two processes can share the work). Protocol: RGB [0,1], clipped, no crop, noise seeded (the all-in-one papers'). Prints per-task
 PSNR mean ± std over seeds, the seen and unseen task averages, and BaryIR − plain.
 """
 
@@ -108,19 +109,19 @@ def steptime(args: argparse.Namespace) -> None:
     print(f"  ratio baryir / plain: {med['baryir'] / med['plain']:.2f}×   (target ≤ 1.3×)")
 
 
-def _evaluate(ckpt: Path, data: str, out: Path, images: int) -> dict:
+def _evaluate(ckpt: Path, data: str, out: Path, images: int) -> None:
     from omegaconf import open_dict
 
     from eval import evaluate
 
     cfg = compose("eval", [f"ckpt_path={ckpt}", f"data={data}", "data.num_workers=0", "trainer.accelerator=cpu",
-                           "trainer.enable_progress_bar=false"], out)
+                           "++trainer.enable_progress_bar=false"], out)
     if images:
         with open_dict(cfg):
             for dataset in cfg.data.test:
-                dataset.length = images
+                if "SOTS" not in str(dataset.get("root", dataset.get("lq_dir"))):  # 7 pairs only: all of them
+                    dataset.length = images  # the first `images` images (indices wrap past the end)
     evaluate(cfg)
-    return json.loads((out / "metrics.json").read_text())["metrics"]
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -130,35 +131,43 @@ def compare(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     root = Path(args.out)
-    results: dict[str, dict[int, dict]] = {"baryir": {}, "plain": {}}
     for seed in args.seeds:
-        for name in ("baryir", "plain"):
+        for name in args.models:
             run = root / f"{name}_seed{seed}"
             ckpt = run / "checkpoints" / "last.ckpt"
             if not ckpt.exists():
                 cfg = compose("train", [f"experiment=allinone/{name}_quick", f"seed={seed}",
                                         f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}",
-                                        "data.num_workers=0", "trainer.enable_progress_bar=false", "logger=csv"], run)
+                                        "data.num_workers=0", "++trainer.enable_progress_bar=false", "logger=csv", "~callbacks.rich_progress_bar"], run)
                 t0 = time.perf_counter()
                 train(cfg)
                 print(f"[{name} seed {seed}] trained {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
-            seen = _evaluate(ckpt, "allinone_test", run / "eval_seen", args.images)
-            unseen = _evaluate(ckpt, "allinone_unseen", run / "eval_unseen", args.images)
-            results[name][seed] = {"seen": seen, "unseen": unseen}
-            (root / "results.json").write_text(json.dumps(results, indent=1))
+            for table, data in (("seen", "allinone_test"), ("unseen", "allinone_unseen")):
+                if not (run / f"eval_{table}" / "metrics.json").exists():
+                    _evaluate(ckpt, data, run / f"eval_{table}", args.images)
+    report(args)
 
-    def stats(name: str, table: str, task: str) -> tuple[float, float]:
-        values = [results[name][s][table][task]["psnr"] for s in args.seeds]
+
+def report(args: argparse.Namespace) -> None:
+    """Per-task PSNR mean ± std over seeds, BaryIR − plain, from the runs' eval_{seen,unseen}/metrics.json."""
+    root = Path(args.out)
+
+    def psnr(name: str, seed: int, table: str) -> dict[str, float]:
+        metrics = json.loads((root / f"{name}_seed{seed}" / f"eval_{table}" / "metrics.json").read_text())["metrics"]
+        return {task: values["psnr"] for task, values in metrics.items() if task != "all"}
+
+    def mean_std(values: list[float]) -> tuple[float, float]:
         return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
-    print(f"\nPSNR (dB), RGB [0,1] clipped, no crop; mean ± std over seeds {args.seeds}; {args.steps} steps; "
-          f"{'all' if not args.images else f'first {args.images}'} images per set")
+    print(f"\nPSNR (dB), RGB [0,1] clipped, no crop, seeded noise; mean ± std over seeds {args.seeds}")
     for table in ("seen", "unseen"):
-        tasks = [t for t in results["plain"][args.seeds[0]][table] if t not in ("all",)]
-        print(f"\n{table:<8} {'task':<18} {'plain':>14} {'baryir':>14} {'Δ':>7}")
-        for task in tasks:
-            (pm, ps), (bm, bs) = stats("plain", table, task), stats("baryir", table, task)
-            print(f"{'':<8} {task:<18} {pm:8.2f} ±{ps:4.2f} {bm:8.2f} ±{bs:4.2f} {bm - pm:+7.2f}")
+        runs = {name: [psnr(name, s, table) for s in args.seeds] for name in ("plain", "baryir")}
+        print(f"\n{table:<7} {'task':<18} {'plain':>13} {'baryir':>13} {'Δ':>7}")
+        for task in runs["plain"][0]:
+            (pm, ps), (bm, bs) = (mean_std([r[task] for r in runs[n]]) for n in ("plain", "baryir"))
+            print(f"{'':<7} {task:<18} {pm:7.2f} ±{ps:4.2f} {bm:7.2f} ±{bs:4.2f} {bm - pm:+7.2f}")
+        deltas = [b["average"] - p["average"] for p, b in zip(runs["plain"], runs["baryir"])]
+        print(f"{'':<7} {'Δ average per seed':<18} {' '.join(f'{d:+.2f}' for d in deltas)}")
 
 
 def main() -> None:
@@ -172,9 +181,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--images", type=int, default=0, help="first K images of every test set (0: all)")
-    p.add_argument("--out", default=str(ROOT / "outputs" / "benchmark_allinone"))
+    p.add_argument("--models", nargs="+", default=["baryir", "plain"], choices=["baryir", "plain"])
+    p = sub.add_parser("report")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    for p in sub.choices.values():
+        p.add_argument("--out", default=str(ROOT / "outputs" / "benchmark_allinone"))
     args = parser.parse_args()
-    steptime(args) if args.command == "steptime" else compare(args)
+    {"steptime": steptime, "compare": compare, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":
