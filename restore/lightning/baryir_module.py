@@ -3,11 +3,12 @@
 Each batch runs two steps (manual optimisation, two optimisers):
 
 1. **generator** (network parameters; potentials frozen), per sample i of source k_i with weight λ_{k_i}
-   (Eq. 12–14 of the paper)::
+   (``BaryIR_train_loss`` in trainer_bary.py)::
 
        L_G = L1(x̂, y) + wb_weight · mean_i λ_{k_i} [ RMS(z_s,i − z_b,i) + 0.05·orth_i + 0.05·con_i − f_{k_i}(z_b,i) ]
 
-2. **potentials** (network frozen: z_b of the same forward, detached), over the whole batch (Eq. 10–11)::
+2. **potentials** (network frozen: z_b of the same forward, detached), over the whole batch
+   (``potential_train_loss`` + ``potential_constraint_loss`` in trainer_bary.py)::
 
        L_f = mean_i λ_{k_i} f_{k_i}(z_b,i) + 10 · mean_i (Σ_k λ_k f_k(z_b,i))²
 

@@ -4,7 +4,7 @@ Paper: Tang et al., "Learning Degradation-Agnostic Representations for All-in-On
 via Wasserstein Barycenters" (BaryIR), TPAMI 2026. Official code: https://github.com/xl-tang3/BaryIR
 (``model_bary.py``: ``BaryNet``, ``Potentials``; ``trainer_bary.py``: the two-player training).
 
-The heads sit on the latent of :class:`restore.models.unet.RestorationUNet` (Fig. 2 of the paper)::
+The heads sit on the latent of :class:`restore.models.unet.RestorationUNet` (the paper's pipeline figure; the official ``BaryNet.forward``)::
 
     z_s = LN(latent of encode(x))                 source embedding
     z_b = LN(barycenter_map(z_s))                 barycenter embedding (a stack of the backbone's blocks)
@@ -22,7 +22,7 @@ never a copy. ``forward(x)`` returns the restored image, so :func:`restore.load_
 also returns (z_s, z_b, z_r) for training.
 
 The Kantorovich potentials (:class:`KantorovichPotentials`, one per source degradation) are only
-needed to train the barycenter map (Eq. 9–11 of the paper, the minimax over potentials): they live in
+needed to train the barycenter map (the paper's minimax over potentials of the weighted Wasserstein barycenter): they live in
 :class:`restore.lightning.baryir_module.BaryIRModule`, outside the inference network, so exported
 networks carry no potential weights. The losses of both players are the functions at the end of
 this module (vectorised over the batch; the official code loops over samples in Python).
@@ -169,7 +169,8 @@ class KantorovichPotential(nn.Module):
     Adaptive average pooling to ``grid``×``grid`` → MLP (C·grid² → hidden → 64 → 1, LeakyReLU(0.2)
     between layers). The official ``Potentials`` flatten a conv(4, stride 4) map whose size is fixed
     by the 128² patch (C·4·4 features at 128²); pooling to the same grid gives the same feature count
-    at any patch or image size, and drops that conv (which cost the tiny CPU models ~20% of a step).
+    at any patch or image size, without that conv (a 3×3 conv there cost ≈ 10–15% of a tiny CPU
+    model's training step).
 
     Args:
         channels: latent channels C.
@@ -221,7 +222,7 @@ class KantorovichPotentials(nn.Module):
         return torch.stack([f(z) for f in self.potentials], dim=1)
 
 
-# -- the two players' loss terms (Eq. 9–14 of the paper; the official trainer_bary.py) ----------
+# -- the two players' loss terms (the official trainer_bary.py, ``train``) ---------------------
 def _flat_unit(z: torch.Tensor) -> torch.Tensor:
     """(B, ...) → (B, D) rows L2-normalised, in float32 (stable under mixed precision)."""
     return F.normalize(z.float().flatten(1), dim=1)
@@ -253,7 +254,8 @@ def contrastive_loss(z_r: torch.Tensor, sources: torch.Tensor, temperature: floa
 
 
 def congruence_penalty(potentials: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """mean_i (Σ_k λ_k f_k(z_i))², scalar: zero when the weighted potentials sum to zero (Eq. 11).
+    """mean_i (Σ_k λ_k f_k(z_i))², scalar: zero when the weighted potentials sum to zero
+    (the congruence constraint Σ_k λ_k f_k = 0 of the barycenter dual; ``potential_constraint`` officially).
 
     Args:
         potentials: (B, K) every potential on every sample.
