@@ -19,7 +19,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from restore.checkpoint import MissingNetConfigError, load_model  # noqa: E402
 from restore.utils.config import instantiate_node, record_run  # noqa: E402
-from restore.utils.reporting import print_metrics, write_metrics  # noqa: E402
+from restore.utils.reporting import add_task_average, print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
-        results = model.results.get("test", {})  # {task: {metric: {"output", "input"}}}; incomplete → error
+        # {task: {metric: {"output", "input"}}} with the task average; incomplete → error
+        results = add_task_average(model.results.get("test", {}))
         print_metrics(results, f"{cfg.ckpt_path}", model.protocols)
         paths = write_metrics(results, output_dir, model.protocols,
                               {"ckpt_path": str(cfg.ckpt_path), "deploy": bool(cfg.deploy)})

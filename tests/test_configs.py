@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,16 +55,6 @@ def test_trainer_configs_compose(compose, trainer):
     assert cfg.trainer._target_.endswith("Trainer")
 
 
-def _dataset_roots(node) -> list[str]:
-    """Every ``root:`` value in a resolved data config."""
-    if isinstance(node, dict):
-        return [str(v) for k, v in node.items() if k == "root" and v] + [
-            r for v in node.values() for r in _dataset_roots(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _dataset_roots(v)]
-    return []
-
-
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
     from train import train
@@ -76,18 +66,35 @@ def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
     else:
         # GPU-sized experiments (bf16, 16×128² batches) would take minutes on one CPU thread:
         # one fp32 step on a small batch still builds and runs every configured object
-        train_sets = compose("train", [f"experiment={experiment}"]).data.train
-        patches = ([f"++data.train.{i}.patch_size=64" for i in range(len(train_sets))]
-                   if OmegaConf.is_list(train_sets) else ["++data.train.patch_size=64"])  # all-in-one: a list
-        overrides += ["++trainer.precision=32-true", "++data.batch_size=2", *patches]
+        overrides += ["++trainer.precision=32-true", "++data.batch_size=2"]
     cfg = compose("train", overrides)
+    if not experiment.startswith("semiblind/"):
+        train_sets = cfg.data.train if OmegaConf.is_list(cfg.data.train) else [cfg.data.train]
+        with open_dict(cfg):
+            for dataset in train_sets:  # all-in-one data: a list of training sets
+                dataset.patch_size = 64
     shared = Path(cfg.paths.shared_dir)
     if not shared.is_dir() and "${paths.shared_dir}" in OmegaConf.to_yaml(cfg.data):  # unresolved
         pytest.skip(f"{experiment} validates on ../shared data, absent here ({shared})")
-    missing = [r for r in _dataset_roots(OmegaConf.to_container(cfg.data, resolve=True)) if not Path(r).exists()]
+    missing = _missing_dataset(cfg)
     if missing:
-        pytest.skip(f"{experiment} trains on data absent here ({missing[0]})")
+        instantiate(cfg.model)  # what can be checked without the data
+        pytest.skip(f"{experiment} trains on data absent here ({missing})")
     train(cfg)
+
+
+def _missing_dataset(cfg) -> str | None:
+    """The error of a dataset folder that is not on this machine (real-data GPU experiments), or None."""
+    try:
+        instantiate(cfg.data)
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the dataset's own error
+        cause = err
+        while cause is not None and not isinstance(cause, FileNotFoundError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        return str(cause)
+    return None
 
 
 def test_eval_config_requires_checkpoint(compose):

@@ -1,9 +1,11 @@
 """Lightning modules, callbacks, checkpoint I/O and schedules."""
 
+from restore.lightning.baryir_module import BaryIRModule
 from restore.lightning.checkpointing import AtomicCheckpointIO, CheckpointReadError, InterruptCheckpoint
 from restore.lightning.module import (DivergenceError, NonFiniteLossError, NonFiniteOutputError, RestorationModule,
                                       batch_size_of)
-from restore.lightning.schedulers import warmup_cosine
+from restore.lightning.schedulers import step_decay, warmup_cosine
 
-__all__ = ["RestorationModule", "NonFiniteLossError", "DivergenceError", "NonFiniteOutputError", "warmup_cosine",
-           "batch_size_of", "AtomicCheckpointIO", "CheckpointReadError", "InterruptCheckpoint"]
+__all__ = ["RestorationModule", "BaryIRModule", "NonFiniteLossError", "DivergenceError", "NonFiniteOutputError",
+           "warmup_cosine", "step_decay", "batch_size_of", "AtomicCheckpointIO", "CheckpointReadError",
+           "InterruptCheckpoint"]

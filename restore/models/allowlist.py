@@ -24,6 +24,7 @@ TRUSTED_NETWORKS: tuple[str, ...] = (
     "restore.models.convnext.ConvNeXtBlock",
     "restore.models.inceptionnext.InceptionNeXtBlock",
     "restore.models.unireplknet.UniRepLKNetBlock",
+    "restore.models.baryir.BaryIRNet",
 )
 
 _registered: set[str] = set()

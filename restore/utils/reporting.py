@@ -16,7 +16,7 @@ from typing import Mapping
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["check_results", "print_metrics", "write_metrics"]
+__all__ = ["check_results", "add_task_average", "print_metrics", "write_metrics"]
 
 COLUMN_SIDES = ("input", "output")  # column order: the degraded input, then the network's output
 
@@ -41,6 +41,20 @@ def check_results(results: Results) -> list[str]:
     if problems:
         raise ValueError("Incomplete metrics, not reported: " + "; ".join(problems))
     return names
+
+
+def add_task_average(results: Results) -> dict:
+    """``results`` with an ``"average"`` row: the mean over tasks of each metric, output and input (the
+    all-in-one papers' "Average" column: every task weighs the same, unlike ``"all"``, the mean over
+    images). Left as it is with fewer than two tasks."""
+    out = {task: {n: dict(v) for n, v in values.items()} for task, values in results.items()}
+    tasks = [t for t in out if t not in ("all", "average")]
+    if len(tasks) < 2:
+        return out
+    names = [n for n in out[tasks[0]] if all(n in out[t] for t in tasks)]
+    out["average"] = {n: {side: sum(out[t][n][side] for t in tasks) / len(tasks) for side in COLUMN_SIDES}
+                      for n in names}
+    return out
 
 
 def _fmt(name: str, value: float) -> str:
