@@ -51,6 +51,9 @@ BlockFactory = Callable[..., nn.Module]
 @contextlib.contextmanager
 def _fp32(x: torch.Tensor):
     """Autocast off on ``x``'s device: FFTs of half-precision features lose too much (methods.md pitfall)."""
+    if not torch.amp.is_autocast_available(x.device.type):  # e.g. the meta device of MAC counting
+        yield
+        return
     with torch.autocast(device_type=x.device.type, enabled=False):
         yield
 
