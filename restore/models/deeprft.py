@@ -58,6 +58,15 @@ def _fp32(x: torch.Tensor):
         yield
 
 
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors to float32 for FFTs; float32/float64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _complex_like(z: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return z.to(torch.complex128 if real.dtype == torch.float64 else torch.complex64)
+
+
 def fft_conv2d(features: torch.Tensor, kernel_spectrum: torch.Tensor) -> torch.Tensor:
     """Per-channel circular convolution as a product in Fourier space: irfft2(rfft2(y) ⊙ K, s=(H, W)).
 
@@ -67,14 +76,15 @@ def fft_conv2d(features: torch.Tensor, kernel_spectrum: torch.Tensor) -> torch.T
             k = irfft2(K, s=(H, W)); the result equals y ⊛ k with circular boundaries.
 
     Returns:
-        (B, C, H, W) float32, any H and W (``s=`` keeps odd sizes).
+        (B, C, H, W) float32 (float64 for float64 features), any H and W (``s=`` keeps odd sizes).
     """
     h, w = features.shape[-2:]
     if kernel_spectrum.shape[-2:] != (h, w // 2 + 1):
         raise ValueError(f"kernel spectrum of shape {tuple(kernel_spectrum.shape)} does not match features of "
                          f"size {h}×{w} (expected (..., {h}, {w // 2 + 1}))")
     with _fp32(features):
-        spec = torch.fft.rfft2(features.float()) * kernel_spectrum.to(torch.complex64)
+        features = _full(features)
+        spec = torch.fft.rfft2(features) * _complex_like(kernel_spectrum, features)
         return torch.fft.irfft2(spec, s=(h, w))
 
 
@@ -85,7 +95,9 @@ def kernel_images(kernel_spectrum: torch.Tensor, size: tuple[int, int], crop: in
     by its own maximum.
     """
     with _fp32(kernel_spectrum):
-        k = torch.fft.irfft2(kernel_spectrum.to(torch.complex64), s=size).abs()
+        if kernel_spectrum.dtype not in (torch.complex64, torch.complex128):
+            kernel_spectrum = kernel_spectrum.to(torch.complex64)
+        k = torch.fft.irfft2(kernel_spectrum, s=size).abs()
     k = torch.fft.fftshift(k, dim=(-2, -1))
     if crop is not None:
         h, w = size
@@ -122,7 +134,7 @@ class ResFFTBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         with _fp32(x):
-            spec = torch.fft.rfft2(x.float())
+            spec = torch.fft.rfft2(_full(x))
             z = self.spectral(torch.cat([spec.real, spec.imag], dim=1))
             re, im = z.chunk(2, dim=1)
             freq = torch.fft.irfft2(torch.complex(re, im), s=(h, w)).to(x.dtype)
@@ -174,9 +186,9 @@ class FourierKernelEstimator(nn.Module):
             a, b = self.head(self.norm(self.encoder(self.r0(torch.cat([x, y], dim=1))))).chunk(2, dim=1)
             return self.fuse(torch.cat([y * a + b, d], dim=1)), None
         with _fp32(d):
-            spec = torch.fft.rfft2(x.float(), norm="ortho")
+            spec = torch.fft.rfft2(_full(x), norm="ortho")
         r = self.encoder(self.r0(torch.cat([spec.real, spec.imag], dim=1).to(d.dtype)))
-        k_re, k_im = self.head(self.norm(r)).float().chunk(2, dim=1)
+        k_re, k_im = _full(self.head(self.norm(r))).chunk(2, dim=1)
         kernel = torch.complex(k_re, k_im)
         f = fft_conv2d(y, kernel).to(d.dtype)
         return self.fuse(torch.cat([f, d], dim=1)), kernel
