@@ -14,7 +14,8 @@ Run by hand (each part prints its numbers side by side; ratios are measured, not
         [--lanes 2] [train.py overrides, e.g. data.batch_size=4 data.train.patch_size=80]
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the peak resident set size of a fresh process
-(``resource.getrusage``), reported both as the whole process and as the growth during training steps over the
+(``resource.getrusage``; glibc told to serve blocks ≥ 64 KiB by mmap, ``MALLOC_MMAP_THRESHOLD_=65536``, so
+freed activations leave the resident set at once), reported both as the whole process and as the growth during training steps over the
 process after building the net, its input and the optimizer (what activations and gradients add). Each variant
 runs in its own process so one's peak cannot hide the other's.
 
@@ -104,7 +105,9 @@ def child(args: argparse.Namespace) -> None:
 def run_child(args: argparse.Namespace, **overrides) -> dict:
     cmd = [sys.executable, __file__, args.part, "--net", args.net, "--size", str(args.size), "--batch", str(args.batch),
            "--steps", str(args.steps), "--child", json.dumps(overrides)] + (["--device", args.device] if args.device else [])
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # large blocks straight from mmap, returned to the OS on free: the peak RSS then follows live memory
+    # instead of glibc's heap high-water mark (fragmentation would otherwise blur the comparison)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "MALLOC_MMAP_THRESHOLD_": "65536"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
