@@ -19,6 +19,9 @@ freed activations leave the resident set at once), reported both as the whole pr
 process after building the net, its input and the optimizer (what activations and gradients add). Each variant
 runs in its own process so one's peak cannot hide the other's.
 
+Step times: wall-clock median and user-CPU-time median per step (one thread: the CPU time is the compute,
+robust to other jobs on a shared machine; the wall time is not).
+
 Quality protocol: RGB in [0, 1], images clipped, PSNR/SSIM with no border crop (restore.metrics, rgb). Synthetic
 test: each CBSD68 image blurred with each kernel (kornia ``filter2d``, reflect borders, clipped, no noise); the
 network runs on the whole image. GoPro_avgframes: full 1280×720 frames, ``restore_tensor(tile=512,
@@ -83,16 +86,18 @@ def child(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base_cuda = torch.cuda.memory_allocated(device) / 2**20
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
         opt.zero_grad(set_to_none=True)
         loss_fn(net(x, return_all=True), gt).backward()
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(resource.getrusage(resource.RUSAGE_SELF).ru_utime - c0)
     out = {"params": sum(p.numel() for p in net.parameters()), "step_s": statistics.median(times[1:]),
+           "step_cpu_s": statistics.median(cpu_times[1:]),
            "peak_rss_mb": _rss_mb(), "base_rss_mb": base}
     if device.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 - base_cuda
@@ -120,13 +125,14 @@ def memory(args: argparse.Namespace) -> None:
     p, r = rows["plain"], rows["reversible"]
     print(f"{args.net}, {args.batch}×3×{args.size}², {args.steps} steps (median), "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}")
-    print(f"{'columns':<12} {'params':>9} {'step s':>8} {'peak RSS MB':>12} {'growth MB':>10}"
+    print(f"{'columns':<12} {'params':>9} {'step s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'growth MB':>10}"
           + (f" {'CUDA MB':>9}" if "peak_cuda_mb" in p else ""))
     for name, row in rows.items():
-        print(f"{name:<12} {row['params']:>9} {row['step_s']:>8.2f} {row['peak_rss_mb']:>12.0f} "
+        print(f"{name:<12} {row['params']:>9} {row['step_s']:>8.2f} {row['step_cpu_s']:>7.2f} {row['peak_rss_mb']:>12.0f} "
               f"{row['peak_rss_mb'] - row['base_rss_mb']:>10.0f}" + (f" {row['peak_cuda_mb']:>9.0f}" if "peak_cuda_mb" in row else ""))
     growth = (r["peak_rss_mb"] - r["base_rss_mb"]) / (p["peak_rss_mb"] - p["base_rss_mb"])
-    print(f"reversible/plain: step time {r['step_s'] / p['step_s']:.2f}× (target ≤ 1.4×), "
+    print(f"reversible/plain: step time {r['step_s'] / p['step_s']:.2f}× wall, {r['step_cpu_s'] / p['step_cpu_s']:.2f}× "
+          f"user CPU (target ≤ 1.4×), "
           f"peak RSS {r['peak_rss_mb'] / p['peak_rss_mb']:.2f}×, training growth {growth:.2f}× (target ≤ 0.6×)"
           + (f", CUDA peak {r['peak_cuda_mb'] / p['peak_cuda_mb']:.2f}×" if "peak_cuda_mb" in p else ""))
 
@@ -136,11 +142,12 @@ def overhead(args: argparse.Namespace) -> None:
             (("fourier (FKE)", "fourier"), ("spatial (no-FKE)", "spatial"), ("none", "null"))}
     print(f"{args.net}, {args.batch}×3×{args.size}² training steps ({args.steps}, median); MACs of one 1×3×"
           f"{args.size}² forward (convolutions only; FFTs not counted)")
-    print(f"{'estimator':<18} {'params':>9} {'GMACs':>7} {'step s':>8}")
+    print(f"{'estimator':<18} {'params':>9} {'GMACs':>7} {'step s':>8} {'CPU s':>7}")
     for name, row in rows.items():
-        print(f"{name:<18} {row['params']:>9} {row['gmacs']:>7.2f} {row['step_s']:>8.2f}")
+        print(f"{name:<18} {row['params']:>9} {row['gmacs']:>7.2f} {row['step_s']:>8.2f} {row['step_cpu_s']:>7.2f}")
     f, n = rows["fourier (FKE)"], rows["none"]
-    print(f"FKE vs none: step time {f['step_s'] / n['step_s']:.2f}×, MACs {f['gmacs'] / n['gmacs']:.2f}×, "
+    print(f"FKE vs none: step time {f['step_s'] / n['step_s']:.2f}× wall, {f['step_cpu_s'] / n['step_cpu_s']:.2f}× user CPU, "
+          f"MACs {f['gmacs'] / n['gmacs']:.2f}×, "
           f"params {f['params'] / n['params']:.2f}×")
 
 
