@@ -2,9 +2,9 @@
 
 Papers: Mao, Liu, Wang, Luo, Yang, Wang & Jia, "Intriguing Findings of Frequency Selection for Image
 Deblurring" (DeepRFT, AAAI 2023, https://arxiv.org/abs/2111.11745; official code
-https://github.com/INVOKERer/DeepRFT) and its v2 with the Fourier kernel estimator (DeepRFTv2, official code
-in the same repository, ``DeepRFTv2`` branch). Summary in ``../shared/notes/methods.md``, section
-"DeepRFT and DeepRFTv2".
+https://github.com/INVOKERer/DeepRFT) and its v2 with the Fourier kernel estimator (DeepRFTv2). What is
+implemented follows the summary in ``../shared/notes/methods.md``, section "DeepRFT and DeepRFTv2" (the v2
+code was not available offline here: module sizes below are this toolkit's choices, said where they are made).
 
 What is implemented (equation numbers of methods.md's summary):
 
@@ -269,7 +269,8 @@ def _restored_rng(state: tuple, device: torch.device):
 
 class _ReversibleColumns(torch.autograd.Function):
     """RevCol's reversible propagation (Cai et al. 2023, Sec. 3.2): only the last column's states are kept;
-    backward rebuilds each earlier column from the later one, c_i^{t−1} = (c_i^t − l_i(c_{i−1}^t, c_{i+1}^{t−1})) / α_i,
+    backward rebuilds each earlier column from the later one,
+    c_i^{t−1} = (c_i^t − l_i(c_{i−1}^t, c_{i+1}^{t−1})) / α_i,
     deepest level first, recomputing each l_i once with gradients (RNG and autocast state replayed).
 
     Parameter gradients are accumulated into ``.grad`` inside backward (as in the official RevCol code), so
@@ -383,12 +384,14 @@ class DeepRFTNet(nn.Module):
     Contract: ``forward(x)`` maps (B, C, H, W) → (B, C, H, W) (the full-resolution image, any size: inputs are
     reflect-padded to :attr:`size_multiple` and cropped back), so the net works wherever a restoration network
     does (``restore_image``, metrics, export). ``forward(x, return_all=True)`` returns the image of every
-    scale, **coarse → fine** (scale s cropped to ⌈H/2^(S−1−s)⌉ × ⌈W/2^(S−1−s)⌉), what the training loss reads
+    scale, **coarse → fine** (scale s cropped to ⌈H/2^(S−1−s)⌉ × ⌈W/2^(S−1−s)⌉), what the training loss
+    reads
     (:class:`restore.losses.MultiScaleLoss`; :class:`~restore.lightning.RestorationModule` asks for it when the
     net has ``multi_output = True``). :meth:`estimate_kernels` gives the estimated kernels to look at.
 
     Args:
-        block: block factory (Hydra ``_partial_`` block: NAFBlock, UniRepLKNetBlock, InceptionNeXtBlock, ResFFTBlock…).
+        block: block factory (Hydra ``_partial_`` block: NAFBlock, UniRepLKNetBlock, InceptionNeXtBlock,
+            ResFFTBlock…).
         in_channels: image channels (1 or 3).
         width: channels at each sub-U-Net's full resolution (48 in the paper: widths 48/96/192).
         enc_blocks, middle_blocks, dec_blocks, kernel_sizes, skip, drop_path_rate: of each sub-U-Net
