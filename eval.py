@@ -18,6 +18,7 @@ import lightning as L  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from restore.checkpoint import MissingNetConfigError, load_model  # noqa: E402
+from restore.lightning import KernelImages  # noqa: E402
 from restore.utils.config import instantiate_node, record_run  # noqa: E402
 from restore.utils.reporting import add_task_average, print_metrics, write_metrics  # noqa: E402
 
@@ -45,7 +46,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = instantiate_node(cfg, "model", net=net, save_images_dir=save_dir, log_images=0,
                              weights_path=str(cfg.ckpt_path))  # named if the weights give NaN outputs
     loggers = [instantiate_node(cfg, f"logger.{k}") for k in (cfg.get("logger") or {})]
-    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=[])
+    # kernel-estimating nets (DeepRFTNet) also write their estimated kernels beside the images
+    callbacks = [KernelImages()] if save_dir and hasattr(net, "estimate_kernels") else []
+    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
     trainer.test(model=model, datamodule=datamodule)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

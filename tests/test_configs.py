@@ -29,6 +29,18 @@ def _semiblind_inputs(tmp: Path) -> list[str]:
     return [f"data.image={tmp / 'blurry.png'}", f"data.kernel={tmp / 'kernel.txt'}"]
 
 
+def _gopro_inputs(tmp: Path) -> list[str]:
+    """A two-pair stand-in for GoPro_Large (experiments that train on users' GoPro copies)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for kind in ("blur", "sharp"):
+            path = tmp / "GoPro_Large" / split / "GOPR0001_00" / kind
+            path.mkdir(parents=True)
+            for k in range(2):
+                Image.fromarray((rng.random((72, 80, 3)) * 255).astype(np.uint8)).save(path / f"{k:06d}.png")
+    return [f"data.root={tmp / 'GoPro_Large'}", "data.val.crop_size=32"]
+
+
 @pytest.mark.parametrize("net", NETS)
 def test_every_net_config_instantiates(compose, net):
     cfg = compose("train", [f"model/net={net}"])
@@ -67,6 +79,10 @@ def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
         # GPU-sized experiments (bf16, 16×128² batches) would take minutes on one CPU thread:
         # one fp32 step on a small batch still builds and runs every configured object
         overrides += ["++trainer.precision=32-true", "++data.batch_size=2"]
+        train_data = compose("train", [f"experiment={experiment}"]).data.train
+        if not OmegaConf.is_list(train_data) and str(OmegaConf.select(train_data, "pairs._target_")).endswith(
+                "gopro_pairs"):
+            overrides += _gopro_inputs(tmp_path)
     cfg = compose("train", overrides)
     if not experiment.startswith("semiblind/"):
         train_sets = cfg.data.train if OmegaConf.is_list(cfg.data.train) else [cfg.data.train]

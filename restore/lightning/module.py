@@ -172,9 +172,16 @@ class RestorationModule(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def training_outputs(self, lq: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """What the loss reads: every output of a multi-output net (``net.multi_output``, e.g. one image per
+        scale via ``net(lq, return_all=True)``), else the image. Metrics always use ``net(lq)``, the
+        full-resolution image."""
+        if getattr(self.net, "multi_output", False):
+            return [p.float() for p in self.net(lq, return_all=True)]
+        return self.net(lq).float()
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        pred = self.net(batch["lq"])
-        loss = self.loss(pred.float(), batch["gt"].float())
+        loss = self.loss(self.training_outputs(batch["lq"]), batch["gt"].float())
         self._stop_if_diverged(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["lq"].shape[0])
         return loss

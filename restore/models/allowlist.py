@@ -25,6 +25,8 @@ TRUSTED_NETWORKS: tuple[str, ...] = (
     "restore.models.inceptionnext.InceptionNeXtBlock",
     "restore.models.unireplknet.UniRepLKNetBlock",
     "restore.models.baryir.BaryIRNet",
+    "restore.models.deeprft.DeepRFTNet",
+    "restore.models.deeprft.ResFFTBlock",
 )
 
 _registered: set[str] = set()
