@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 import restore
+from restore.models.summary import compose_net_config
 from restore.checkpoint import (MissingNetConfigError, NonFiniteWeightsError, UnsafeCheckpointError, build_net,
                                 check_net_config, read_checkpoint)
 from restore.models import allowlist
@@ -129,7 +129,7 @@ def test_registered_network_loads_and_unregistered_names_the_way_out(tmp_path, m
 
 @pytest.mark.parametrize("config_path", NET_CONFIGS, ids=lambda p: p.stem)
 def test_every_shipped_net_exports_and_loads_back_in_both_forms(tmp_path, config_path):
-    config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    config = compose_net_config(Path(config_path).stem)
     config["width"] = 8  # the same targets and layout, at a size that keeps the test fast
     torch.manual_seed(0)
     net = build_net(config, source=config_path).eval()  # the allowlist accepts every shipped config

@@ -375,7 +375,7 @@ class RevColumns(nn.Module):
 class DeepRFTNet(nn.Module):
     """Decoupled multi-scale deblurring network with a Fourier kernel estimator per scale (DeepRFTv2).
 
-    Scale s = 0 is the coarsest (input downscaled by 2^(scales−1), bilinear with antialiasing), the last the
+    Scale s = 0 is the coarsest (input downscaled by 2^(scales−1), 2×2 averages), the last the
     full resolution. Each scale is a :class:`~restore.models.unet.RestorationUNet` of the configured block used
     through its parts: stem = intro(x_s) (+ the coarser scale's [f'; P̂] fused in by Conv1×1 + PixelShuffle(2)),
     its encoder and middle, optional RevCol columns, its decoder → d; the FKE turns d into f'; the scale's
@@ -482,7 +482,8 @@ class DeepRFTNet(nn.Module):
         """The blurry input at every scale, coarse → fine."""
         out = [x]
         for _ in range(self.scales - 1):
-            out.append(F.interpolate(out[-1], scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True))
+            # 2×2 average: an anti-aliased ½ downscale that ONNX exports (antialiased bilinear does not)
+            out.append(F.avg_pool2d(out[-1], 2))
         return out[::-1]
 
     def _encode_scale(self, s: int, x: torch.Tensor, carry: torch.Tensor | None):

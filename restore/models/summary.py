@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from restore.models.reparam import is_reparameterizable, reparameterize
 
-__all__ = ["count_params", "count_macs", "summarize", "find_configs_dir", "summarize_config", "main"]
+__all__ = ["count_params", "count_macs", "summarize", "find_configs_dir", "compose_net_config", "summarize_config", "main"]
 
 
 def count_params(net: nn.Module) -> int:
@@ -86,18 +86,26 @@ def net_config_names(configs_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in ((configs_dir or find_configs_dir()) / "model" / "net").glob("*.yaml"))
 
 
-def summarize_config(name: str, input_size: Sequence[int] = (1, 3, 256, 256), overrides: Sequence[str] = ()) -> dict:
-    """Compose ``configs/model/net/<name>.yaml`` (with Hydra ``overrides``), build it, :func:`summarize` it."""
+def compose_net_config(name: str, overrides: Sequence[str] = ()) -> dict:
+    """``configs/model/net/<name>.yaml`` composed by Hydra (its defaults list applied, ``overrides`` such as
+    ``width=8``), as a plain dict: what a network config means, e.g. to build or export it."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(find_configs_dir() / "model" / "net"), version_base="1.3"):
         cfg = compose(config_name=name, overrides=list(overrides))
     GlobalHydra.instance().clear()
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def summarize_config(name: str, input_size: Sequence[int] = (1, 3, 256, 256), overrides: Sequence[str] = ()) -> dict:
+    """Compose ``configs/model/net/<name>.yaml`` (with Hydra ``overrides``), build it, :func:`summarize` it."""
+    from hydra.utils import instantiate
+
     with torch.device("meta"):  # build without allocating or initialising weights
-        net = instantiate(cfg)
+        net = instantiate(compose_net_config(name, overrides))
     in_ch = getattr(net, "in_channels", input_size[1])
     return {"name": name, **summarize(net, (input_size[0], in_ch, *input_size[2:]))}
 

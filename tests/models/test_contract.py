@@ -14,25 +14,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 
 import restore
 from restore.inference import restore_tensor
+from restore.models.summary import compose_net_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model" / "net"
 NET_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def net_config(name: str, **overrides) -> dict:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=[f"{k}={v}" for k, v in overrides.items()])
-    GlobalHydra.instance().clear()
-    return OmegaConf.to_container(cfg, resolve=True)
+    return compose_net_config(name, [f"{k}={v}" for k, v in overrides.items()])
 
 
 def build(name: str, seed: int = 0, **overrides) -> tuple[nn.Module, dict]:
