@@ -3,7 +3,7 @@
 Python API::
 
     import restore
-    net = restore.load_model("outputs/train/<run>/checkpoints/best.ckpt")
+    net = restore.load_model("outputs/<task_name>/<timestamp>/checkpoints/best.ckpt")
     clean = restore.restore_image(net, "noisy.png", tile=512)   # same kind as the input
     restore.export_model(restore.reparameterize(net), "net_deploy.safetensors")
     restore.list_models()                                      # pretrained models shipped (none yet)

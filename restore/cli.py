@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="restore",
         description="Restore images with a trained network, or export one to ONNX / TorchScript.",
         epilog="Examples:\n"
-               "  restore run --model outputs/train/<run>/checkpoints/best.ckpt noisy/ restored/\n"
+               "  restore run --model outputs/<task_name>/<timestamp>/checkpoints/best.ckpt noisy/ restored/\n"
                "  restore run --model net.safetensors photo.jpg out/ --tile 512 --device cuda\n"
                "  restore export --model best.ckpt net.onnx\n\n"
                "`restore <command> --help` describes each command.",
