@@ -36,21 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 def compose(config_name: str, overrides: list[str], output_dir: Path):
     """Compose configs/<config_name>.yaml as the entry points do, with a set run folder."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from restore.utils.config import compose_config
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
+    return compose_config(config_name, overrides, output_dir, configs_dir=ROOT / "configs")
 
 
 def steptime(args: argparse.Namespace) -> None:

@@ -48,15 +48,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def _net(name: str, **overrides):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "configs" / "model" / "net"), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=[f"{k}={v}" for k, v in overrides.items()])
-    GlobalHydra.instance().clear()
-    return instantiate(cfg)
+    from restore.models.summary import compose_net_config
+
+    return instantiate(compose_net_config(name, [f"{k}={v}" for k, v in overrides.items()]))
 
 
 def _rss_mb() -> float:
@@ -167,7 +163,6 @@ def _train(experiment: str, seed: int, steps: int, extra: list[str], out: Path) 
 
 
 def _synthetic_set(n_images: int):
-    import torch
     from kornia.filters import filter2d
 
     from restore.data import load_kernel

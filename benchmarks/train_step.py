@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(net_name: str, patch: int, batch: int, steps: int, device: str) -> dict:
     import torch
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs" / "model" / "net"), version_base="1.3"):
-        net = instantiate(compose(config_name=net_name)).to(device)
+    from restore.models.summary import compose_net_config
+
+    net = instantiate(compose_net_config(net_name)).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     x = torch.rand(batch, net.in_channels, patch, patch, device=device)
     y = torch.rand_like(x)

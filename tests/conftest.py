@@ -17,20 +17,9 @@ torch.set_num_threads(1)
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path):
     """Compose configs/<config_name>.yaml as the entry points do, with a set run folder."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from restore.utils.config import compose_config as compose_with_run_folder
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
+    return compose_with_run_folder(config_name, overrides, output_dir, configs_dir=ROOT / "configs")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-__all__ = ["instantiate_node", "instantiate_group", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
+__all__ = ["compose_config", "instantiate_node", "instantiate_group", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
 
 
 class ConfigError(RuntimeError):
@@ -129,6 +129,26 @@ def task_config(cfg: DictConfig) -> DictConfig:
     if "hydra" not in cfg:
         return cfg
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: str | Path,
+                   configs_dir: str | Path | None = None) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` as ``train.py`` / ``eval.py`` do, with ``output_dir`` as the
+    run folder and Hydra's runtime config set, outside a Hydra app (tests, benchmarks)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    configs_dir = Path(configs_dir) if configs_dir is not None else Path(__file__).resolve().parents[2] / "configs"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(configs_dir), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
 
 
 def instantiate_group(cfg: DictConfig, key: str) -> list:
