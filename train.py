@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+# logger=mlflow writes a local file store; MLflow's usage telemetry would send events to its servers
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import hydra  # noqa: E402
 import lightning as L  # noqa: E402
+import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
 from restore.utils.config import instantiate_group, instantiate_node, record_run, task_config  # noqa: E402
-from restore.utils.reporting import print_metrics, write_metrics  # noqa: E402
+from restore.utils.reporting import metric_value, print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final logged metrics."""
     if cfg.get("pruning"):  # iterative pruning rounds (configs/pruning/): restore.pruning.run
+        if cfg.get("compile"):
+            raise ValueError("compile=true is not supported with pruning=... (the pruning rounds re-build the "
+                             "network's masks); set compile=false")
         from restore.pruning import run_pruning
 
         return run_pruning(cfg)
@@ -43,20 +51,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if "net" in cfg.model and hasattr(model, "net_config"):
         # stored in checkpoints so restore.load_model can rebuild the network without this config
         model.net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if cfg.get("compile"):
+        compile_net(model.net, cfg.compile)
     callbacks = instantiate_group(cfg, "callbacks")
     loggers = instantiate_group(cfg, "logger")
     trainer: L.Trainer = instantiate_node(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(task_config(cfg), resolve=True))
 
-    if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    if cfg.get("test"):
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if cfg.get("test"):
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+            trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    finally:
+        close_loggers()
 
     results = getattr(model, "results", {}).get("val")
     if trainer.is_global_zero and results:
@@ -74,10 +87,32 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def compile_net(net: torch.nn.Module, options: Any) -> None:
+    """``torch.compile`` the network in place (``nn.Module.compile``): its ``state_dict`` keeps the plain keys
+    (no ``_orig_mod.``), so checkpoints load into uncompiled networks (``restore.load_model``, ``eval.py``).
+
+    ``options``: true, or a mapping of ``torch.compile`` arguments (``{mode: max-autotune, dynamic: false}``).
+    """
+    kwargs = {} if options is True else OmegaConf.to_container(options, resolve=True) \
+        if isinstance(options, DictConfig) else options
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"compile must be true, false or a mapping of torch.compile arguments, got {options!r}")
+    log.info("torch.compile of the network%s", f" with {kwargs}" if kwargs else "")
+    net.compile(**kwargs)
+
+
+def close_loggers() -> None:
+    """Finish the W&B run, if one is open: the next job of a sweep starts its own (Lightning leaves it open)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    return metrics.get("val/psnr")  # for Hydra sweepers
+    # what Hydra's sweepers optimise (configs/hparams_search/): the last logged value of `optimized_metric`
+    return metric_value(metrics, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":
