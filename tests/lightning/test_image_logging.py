@@ -17,17 +17,6 @@ TINY_RUN = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "trainer.val_c
             "data.train.patch_size=32", "++data.val.crop_size=32", "callbacks=none", "model.log_images=2"]
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No network for W&B or MLflow, and their caches in the test's folder."""
-    pytest.importorskip("mlflow")
-    pytest.importorskip("wandb")
-    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
-                        "WANDB_CACHE_DIR": tmp_path / "wandb_cache", "WANDB_CONFIG_DIR": tmp_path / "wandb_config",
-                        "WANDB_DATA_DIR": tmp_path / "wandb_data"}.items():
-        monkeypatch.setenv(name, str(value))
-
-
 def _mlflow_images(run_dir: Path) -> list[str]:
     return sorted(str(p.relative_to(next(run_dir.glob("mlartifacts/*/artifacts")))) for p in
                   run_dir.glob("mlartifacts/*/artifacts/images/**/*.png"))
@@ -45,7 +34,7 @@ def test_to_uint8_hwc_layouts_and_bad_shape():
         to_uint8_hwc(torch.rand(2, 4, 4))
 
 
-def test_triplets_and_kernel_grids_reach_every_image_logger(tmp_path, pair_dataset, offline):
+def test_triplets_and_kernel_grids_reach_every_image_logger(tmp_path, pair_dataset, offline_loggers):
     """One validation pass of a kernel-estimating net: TensorBoard, MLflow and W&B each get the triplets
     (val/<name>) and the kernel grids (val_kernels/<name>/scale<s>); CSV takes none and does not fail."""
     import wandb
@@ -79,7 +68,7 @@ def test_triplets_and_kernel_grids_reach_every_image_logger(tmp_path, pair_datas
     assert len(shown) == 3 and sum(n.startswith("scale") for n in shown) == 2, shown
 
 
-def test_mlflow_logger_config_keeps_metrics_and_images_in_the_run_folder(compose, offline):
+def test_mlflow_logger_config_keeps_metrics_and_images_in_the_run_folder(compose, offline_loggers):
     from mlflow import MlflowClient
 
     from train import train
@@ -96,7 +85,7 @@ def test_mlflow_logger_config_keeps_metrics_and_images_in_the_run_folder(compose
     assert _mlflow_images(run_dir) == ["images/val/camera/step_0000002.png", "images/val/chelsea/step_0000002.png"]
 
 
-def test_wandb_logger_config_is_offline_with_metrics_and_images_in_the_run_folder(compose, offline):
+def test_wandb_logger_config_is_offline_with_metrics_and_images_in_the_run_folder(compose, offline_loggers):
     from train import train
 
     cfg = compose("train", ["logger=wandb", *TINY_RUN])
