@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+# logger=mlflow writes a local store; MLflow's usage telemetry would send events to its servers
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import hydra  # noqa: E402
 import lightning as L  # noqa: E402

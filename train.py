@@ -3,24 +3,32 @@
 seed → datamodule → model → callbacks → loggers → trainer → fit → (test), as in the
 lightning-hydra-template. The run folder (outputs/<task_name>/<timestamp>/, `_1`, `_2`… appended
 when runs start in the same second) gets the resolved config, the command line, CSV/TensorBoard
-logs, checkpoints/{best,last}.ckpt and metrics.json/md.
+logs (logger=mlflow|wandb|many_loggers: configs/logger/), checkpoints/{best,last}.ckpt and metrics.json/md.
+`python train.py hparams_search=denoise_optuna` sweeps with Optuna; the run returns `optimized_metric`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+# logger=mlflow writes a local store; MLflow's usage telemetry would send events to its servers
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 import lightning as L  # noqa: E402
+import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
 from restore.utils.config import instantiate_group, instantiate_node, record_run, task_config  # noqa: E402
-from restore.utils.reporting import print_metrics, write_metrics  # noqa: E402
+from restore.utils.reporting import metric_value, print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +36,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final logged metrics."""
     if cfg.get("pruning"):  # iterative pruning rounds (configs/pruning/): restore.pruning.run
+        if cfg.get("compile"):
+            raise ValueError("compile is not applied to pruning runs (restore.pruning builds each round's model "
+                             "itself): set compile=false with pruning=...")
         from restore.pruning import run_pruning
 
         return run_pruning(cfg)
@@ -43,20 +54,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if "net" in cfg.model and hasattr(model, "net_config"):
         # stored in checkpoints so restore.load_model can rebuild the network without this config
         model.net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if cfg.get("compile"):
+        compile_net(model.net, cfg.compile)
     callbacks = instantiate_group(cfg, "callbacks")
     loggers = instantiate_group(cfg, "logger")
     trainer: L.Trainer = instantiate_node(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(task_config(cfg), resolve=True))
 
-    if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    if cfg.get("test"):
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if cfg.get("test"):
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+            trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    except BaseException:
+        close_loggers(failed=True)
+        raise
+    close_loggers()
 
     results = getattr(model, "results", {}).get("val")
     if trainer.is_global_zero and results:
@@ -74,10 +92,40 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def compile_net(net: torch.nn.Module, options: Any) -> None:
+    """``torch.compile`` the network in place (``nn.Module.compile``): its ``state_dict`` keeps the plain keys
+    (no ``_orig_mod.``), so checkpoints load into uncompiled networks (``restore.load_model``, ``eval.py``).
+
+    ``options``: true, or a mapping of ``torch.compile`` arguments (``{mode: max-autotune, dynamic: false}``).
+    """
+    kwargs = {} if options is True else OmegaConf.to_container(options, resolve=True) \
+        if isinstance(options, DictConfig) else options
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"compile must be true, false or a mapping of torch.compile arguments, got {options!r}")
+    log.info("torch.compile of the network%s", f" with {kwargs}" if kwargs else "")
+    net.compile(**kwargs)
+
+
+def close_loggers(failed: bool = False) -> None:
+    """Finish the W&B run, if one is open (marked failed after an error): the next job of a sweep starts its
+    own, where Lightning would reuse it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    return metrics.get("val/psnr")  # for Hydra sweepers
+    # what Hydra's sweepers optimise (configs/hparams_search/): the last logged value of `optimized_metric`
+    try:
+        return metric_value(metrics, cfg.get("optimized_metric"))
+    except KeyError as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a sweeper needs the value: the trial fails, naming the key and the logged metrics
+        # a single run (semiblind/drp does not validate) has done its work; nothing optimises the value
+        log.warning("%s", err.args[0])
+        return None
 
 
 if __name__ == "__main__":

@@ -71,3 +71,14 @@ def lpips_weights(torch_hub_dir):
     path.parent.mkdir(parents=True)
     torch.save(alexnet().state_dict(), path)
     return path
+
+
+@pytest.fixture
+def offline_loggers(monkeypatch, tmp_path):
+    """MLflow and W&B (skipped when not installed) that send nothing anywhere, their caches in the test's folder."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
+                        "WANDB_CACHE_DIR": tmp_path / "wandb_cache", "WANDB_CONFIG_DIR": tmp_path / "wandb_config",
+                        "WANDB_DATA_DIR": tmp_path / "wandb_data"}.items():
+        monkeypatch.setenv(name, str(value))

@@ -1,7 +1,8 @@
-"""Lightning modules, callbacks, checkpoint I/O and schedules."""
+"""Lightning modules, callbacks, checkpoint I/O, schedules and image logging."""
 
 from restore.lightning.baryir_module import BaryIRModule
 from restore.lightning.checkpointing import AtomicCheckpointIO, CheckpointReadError, InterruptCheckpoint
+from restore.lightning.image_logging import log_images
 from restore.lightning.kernel_images import KernelImages
 from restore.lightning.module import (DivergenceError, NonFiniteLossError, NonFiniteOutputError, RestorationModule,
                                       batch_size_of)
@@ -9,4 +10,4 @@ from restore.lightning.schedulers import step_decay, warmup_cosine
 
 __all__ = ["RestorationModule", "BaryIRModule", "NonFiniteLossError", "DivergenceError", "NonFiniteOutputError",
            "warmup_cosine", "step_decay", "batch_size_of", "AtomicCheckpointIO", "CheckpointReadError",
-           "InterruptCheckpoint", "KernelImages"]
+           "InterruptCheckpoint", "KernelImages", "log_images"]

@@ -2,8 +2,8 @@
 
 For networks with ``estimate_kernels(x) -> [(B, C, k, k) in [0, 1], …]`` (one entry per scale, e.g.
 :class:`restore.models.deeprft.DeepRFTNet`): each scale's per-channel kernels |irfft2(K)| (centred) are tiled
-into one grid (``torchvision.utils.make_grid``), logged to TensorBoard next to the validation triplets
-(``val_kernels/<name>/scale<s>``), and written beside the restored images at test time
+into one grid (``torchvision.utils.make_grid``), logged next to the validation triplets to every logger that
+takes images (``val_kernels/<name>/scale<s>``; :func:`restore.lightning.image_logging.log_images`), and written beside the restored images at test time
 (``<save_images_dir>/<name>_kernels_scale<s>.png``, what ``eval.py save_images=true`` produces).
 """
 
@@ -15,6 +15,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from torchvision.utils import make_grid
 
+from restore.lightning.image_logging import log_images
 from restore.utils.image import write_image
 
 __all__ = ["KernelImages", "kernel_grid"]
@@ -48,12 +49,12 @@ class KernelImages(Callback):
 
     def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        experiment = getattr(pl_module.logger, "experiment", None)
-        if batch_idx >= self.num_images or not hasattr(experiment, "add_image"):
+        if batch_idx >= self.num_images or not trainer.loggers:
             return
-        for s, kernels in enumerate(self._kernels(pl_module, batch["lq"][:1])):
-            experiment.add_image(f"val_kernels/{batch['name'][0]}/scale{s}", kernel_grid(kernels[0]),
-                                 trainer.global_step)
+        grids = {f"val_kernels/{batch['name'][0]}/scale{s}": kernel_grid(kernels[0])
+                 for s, kernels in enumerate(self._kernels(pl_module, batch["lq"][:1]))}
+        if grids:
+            log_images(trainer.loggers, grids, trainer.global_step)
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
                           batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -17,6 +17,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from restore.lightning.image_logging import log_images
 from restore.metrics import ImageQualityMetrics, check_lpips_weights
 from restore.utils.image import write_image
 
@@ -63,7 +64,8 @@ class RestorationModule(LightningModule):
         scheduler: partial ``(optimizer, total_steps) -> LRScheduler`` stepped every step, or None.
         metrics: protocol configs, e.g. ``[{"protocol": "rgb"}, {"protocol": "y", "crop_border": 4}]``.
         task_names: names of the task ids in batches; taken from the datamodule when None.
-        log_images: how many validation triplets (input | output | target) go to TensorBoard.
+        log_images: how many validation triplets (input | output | target) go to the loggers that take images
+            (TensorBoard, MLflow, W&B: :func:`restore.lightning.image_logging.log_images`).
         save_images_dir: when set, ``test`` writes each restored image there as ``<name>.png``.
         net_config: the network's Hydra config, stored in checkpoints so :func:`restore.load_model`
             rebuilds the network without the run's config.
@@ -315,12 +317,12 @@ class RestorationModule(LightningModule):
         self.results[stage] = results
 
     def _log_triplet(self, batch: dict, pred: torch.Tensor, batch_idx: int) -> None:
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_image"):
+        """input | output | target of the batch's first image, to every logger that takes images."""
+        if self._trainer is None or not self.loggers:
             return
         lq = batch["lq"][0].clamp(0, 1)
-        triplet = torch.cat([lq, pred[0], batch["gt"][0]], dim=-1)  # input | output | target
-        experiment.add_image(f"val/{batch['name'][0]}", triplet.float().cpu(), self.global_step)
+        triplet = torch.cat([lq, pred[0], batch["gt"][0]], dim=-1)
+        log_images(self.loggers, {f"val/{batch['name'][0]}": triplet}, self.global_step)
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-__all__ = ["compose_config", "instantiate_node", "instantiate_group", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
+__all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
 
 
 class ConfigError(RuntimeError):
@@ -42,6 +42,21 @@ def unique_run_dir(path: str) -> str:
 
 
 OmegaConf.register_new_resolver("unique_dir", unique_run_dir, use_cache=True, replace=True)
+
+
+def optuna_direction(mode: str) -> str:
+    """``optimized_mode`` in Lightning's words (``max``/``min``) → Optuna's (``maximize``/``minimize``).
+
+    Registered as ``${optuna_direction:...}`` so ``configs/hparams_search/`` follows the one setting that
+    early stopping reads too.
+    """
+    directions = {"max": "maximize", "min": "minimize"}
+    if mode not in directions:
+        raise ValueError(f"optimized_mode must be max or min, got {mode!r}")
+    return directions[mode]
+
+
+OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
 
 
 def _hydra_runtime() -> DictConfig | None:

@@ -16,7 +16,7 @@ from typing import Mapping
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["check_results", "add_task_average", "print_metrics", "write_metrics"]
+__all__ = ["check_results", "add_task_average", "print_metrics", "write_metrics", "metric_value"]
 
 COLUMN_SIDES = ("input", "output")  # column order: the degraded input, then the network's output
 
@@ -93,3 +93,15 @@ def write_metrics(results: Results, out_dir: str | Path, protocols: list[str],
     md_path = out_dir / "metrics.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def metric_value(metrics: Mapping[str, float], name: str | None, key: str = "optimized_metric") -> float | None:
+    """The value of the logged metric ``name`` (what ``train.py`` returns to a Hydra sweeper); None when
+    ``name`` is None. A name the run did not log raises ``KeyError`` naming the config ``key`` and the
+    metrics that were logged, rather than handing the sweeper a missing value."""
+    if name is None:
+        return None
+    if name not in metrics:
+        raise KeyError(f"{key}={name!r} was not logged by this run; logged metrics: "
+                       f"{', '.join(sorted(metrics)) or 'none (did the run validate?)'}")
+    return float(metrics[name])
