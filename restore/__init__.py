@@ -6,7 +6,7 @@ Python API::
     net = restore.load_model("outputs/<task_name>/<timestamp>/checkpoints/best.ckpt")
     clean = restore.restore_image(net, "noisy.png", tile=512)   # same kind as the input
     restore.export_model(restore.reparameterize(net), "net_deploy.safetensors")
-    restore.list_models()                                      # pretrained models shipped (none yet)
+    net = restore.load_model("denoise_color")                  # a shipped pretrained model (restore.list_models())
 
 From a shell: ``restore run --model best.ckpt noisy/ restored/`` and ``restore export --model
 best.ckpt net.onnx`` (see :mod:`restore.cli`, :mod:`restore.export`).

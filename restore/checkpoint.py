@@ -31,6 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from restore.model_zoo import resolve_model
 from restore.models.allowlist import is_trusted_target, trusted_targets
 from restore.models.reparam import reparameterize
 
@@ -188,7 +189,8 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
     """Load a trained network, in eval mode; never runs code from the file.
 
     Args:
-        path: a ``.ckpt`` from ``train.py`` or a ``.safetensors`` from :func:`export_model`.
+        path: a ``.ckpt`` from ``train.py``, a ``.safetensors`` from :func:`export_model`, or the name
+            of a shipped pretrained model (:func:`restore.list_models`, e.g. ``"denoise_color"``).
         net: a network to load the weights into; by default it is built from the config stored
             in the file, which may only name the toolkit's networks and blocks or ones registered
             with :func:`restore.register_network` (see :func:`check_net_config`).
@@ -209,6 +211,8 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
         NonFiniteWeightsError: a weight is NaN or Inf (the file and the first such tensor are named).
         RuntimeError: missing/unexpected keys or shape mismatches with ``strict=True``.
     """
+    if not Path(path).exists():
+        path = resolve_model(path)  # a pretrained model's name → its file; else a clear error
     state, config, is_deploy = read_checkpoint(path, map_location, ema)
     if net is None:
         if config is None:

@@ -1,22 +1,33 @@
-"""Pretrained models by name: the hook ``restore run --model NAME`` and :func:`restore.list_models` use.
+"""Pretrained models by name: ``restore.load_model("denoise_color")``, ``restore run --model NAME``.
 
-No weights ship yet: :data:`PRETRAINED_MODELS` is empty until the model-zoo work adds files under
-``restore/weights/`` (safetensors, loaded by :func:`restore.load_model` under the same allowlist
-rules as any other file). Until then ``--model`` takes a path to a ``.ckpt`` or ``.safetensors``.
+The weights ship inside the package (``restore/weights/<name>.safetensors``, no download at run time)
+and load through :func:`restore.load_model` under the same allowlist rules as any other file. Each has
+a model card beside it: ``<name>.json`` (recipe, training data and machine, metrics with their
+protocol, params/MACs; :func:`model_card`) and ``<name>.md`` (the same, for people). The cards are
+written by ``benchmarks/model_zoo.py build`` from the training runs and an ``eval.py`` run on the
+shipped file; ``benchmarks/model_zoo.py check`` and tests/test_model_zoo.py reproduce them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 __all__ = ["PRETRAINED_MODELS", "WEIGHTS_DIR", "MODEL_SUFFIXES", "UnknownModelError", "list_models",
-           "resolve_model"]
+           "model_card", "resolve_model"]
 
 #: Where shipped weights live, inside the package (no download at run time).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
-#: name → file name under :data:`WEIGHTS_DIR`; one entry per shipped model (none yet).
-PRETRAINED_MODELS: dict[str, str] = {}
+#: name → file name under :data:`WEIGHTS_DIR`; one entry per shipped model (cards: ``<name>.json``).
+PRETRAINED_MODELS: dict[str, str] = {
+    "denoise_color": "denoise_color.safetensors",
+    "denoise_gray": "denoise_gray.safetensors",
+    "deblur_fke": "deblur_fke.safetensors",
+    "allinone_baryir": "allinone_baryir.safetensors",
+    # MIR-L's iterative magnitude pruning of the all-in-one recipe, ~10 % of the weights (restore-sparse)
+    "allinone_baryir_pruned": "allinone_baryir_pruned.safetensors",
+}
 
 #: Suffixes :func:`restore.load_model` reads.
 MODEL_SUFFIXES = (".ckpt", ".safetensors")
@@ -27,8 +38,19 @@ class UnknownModelError(ValueError):
 
 
 def list_models() -> list[str]:
-    """Names of the pretrained models shipped with this install (sorted; empty for now)."""
+    """Names of the pretrained models shipped with this install (sorted)."""
     return sorted(PRETRAINED_MODELS)
+
+
+def model_card(name: str) -> dict:
+    """A shipped model's card (``restore/weights/<name>.json``): recipe, data, machine, metrics, size.
+
+    Raises:
+        UnknownModelError: ``name`` is not a shipped model (the message lists those that are).
+    """
+    if name not in PRETRAINED_MODELS:
+        raise UnknownModelError(f"Unknown model {name!r}; shipped: {', '.join(list_models())}")
+    return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
 
 
 def resolve_model(spec: str | Path) -> Path:

@@ -1,0 +1,256 @@
+"""Build and check the model zoo: shipped weights + model cards, every number from ``eval.py``.
+
+Run by hand:
+
+    # export each training run's last checkpoint (EMA weights) to restore/weights/<name>.safetensors, evaluate the
+    # shipped file with eval.py on the shared test sets (full sets and the test-sized first-K-images form the
+    # tests reproduce), write restore/weights/<name>.json and <name>.md
+    python benchmarks/model_zoo.py build --runs outputs/zoo_gpu [--names denoise_color ...] [--machine "..."]
+    # re-evaluate the shipped files and compare with their cards (full sets; --test-sized for the quick form)
+    python benchmarks/model_zoo.py check [--names ...] [--test-sized]
+    # the README's table, from the cards
+    python benchmarks/model_zoo.py table
+
+A run folder is what ``train.py experiment=zoo/<name>`` writes (``cmd.txt``, ``config_resolved.yaml``,
+``checkpoints/last.ckpt``, ``csv/metrics.csv``); the pruned twin's is a ``pruning=imp`` run folder (its last
+round's ``model.sparse.safetensors`` ships as is). Protocols: RGB [0,1], no crop (the first metric of each
+eval.py run), plus the Y channel where the data config's model logs it; denoising noise seeded (seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+sys.path.insert(0, str(ROOT))
+
+SIGMAS = ("data.val.degradations.0.sigma={}",)
+#: what the cards say that no run records: task, data, the tables to evaluate, the papers' numbers
+ZOO = {
+    "denoise_color": {
+        "task": "blind colour denoising (AWGN, σ ∈ [0, 50])",
+        "experiment": "zoo/denoise_color",
+        "training_data": "../shared/data/train/CBSD432 (432 BSD500 photographs, none of them in CBSD68); AWGN "
+                         "σ ∈ [0, 50] drawn per 128² patch, unclipped",
+        "evals": {f"CBSD68 σ={s}": ("cbsd68", [f"data.val.degradations.0.sigma={s}"]) for s in (15, 25, 50)},
+        "test_sized": ("cbsd68", [], 4),
+        "papers": "CBSD68 σ 15/25/50, RGB: CBM3D 33.52/30.71/27.38, CDnCNN-B 33.90/31.24/27.95, "
+                  "DRUNet 34.30/31.69/28.51 (their papers' tables)",
+    },
+    "denoise_gray": {
+        "task": "blind gray denoising (AWGN, σ ∈ [0, 50])",
+        "experiment": "zoo/denoise_gray",
+        "training_data": "../shared/data/train/BSD400 (DnCNN's 400 gray 180×180 images; BSD68 and Set12 not in "
+                         "it); AWGN σ ∈ [0, 50] per 128² patch, unclipped",
+        "evals": {f"BSD68 σ={s}": ("bsd68", [f"data.val.degradations.0.sigma={s}"]) for s in (15, 25, 50)},
+        "test_sized": ("bsd68", [], 4),
+        "papers": "BSD68 σ 15/25/50, gray: BM3D 31.07/28.57/25.62, DnCNN-B 31.61/29.16/26.23, "
+                  "DRUNet 31.91/29.48/26.59",
+    },
+    "deblur_fke": {
+        "task": "motion deblurring, DeepRFTv2 Fourier kernel estimator (DeepRFTNet, NAF blocks)",
+        "experiment": "zoo/deblur_fke",
+        "training_data": "../shared/data/train/CBSD432 blurred with random camera-shake trajectory kernels "
+                         "(7–65 px) + σ ≤ 2.55 noise, 256² patches",
+        "evals": {"GoPro_avgframes (18 pairs, whole 1280×720 frames)": ("gopro_avgframes", [])},
+        "test_sized": ("gopro_avgframes", [], 1),
+        "papers": "DeepRFT 33.85 dB on the official GoPro test set (not comparable: GoPro_avgframes are 18 "
+                  "pairs averaged from GoPro frames here, and the paper trains on GoPro's own pairs)",
+    },
+    "allinone_baryir": {
+        "task": "all-in-one restoration (noise, rain, haze, low light), BaryIR heads on a NAFNet U-Net",
+        "experiment": "zoo/allinone_baryir",
+        "training_data": "../shared/data/train/CBSD432 with synthetic AWGN σ ∈ {15, 25, 50} (clipped), rain "
+                         "streaks, haze (atmospheric scattering) and low light (gamma, gain, shot/read noise); "
+                         "no real training pairs",
+        "evals": {"all-in-one 4-task table": ("allinone_test4", [])},
+        "test_sized": ("allinone_test4", [], 2),
+        "papers": "BaryIR 3-task (trained on real BSD400+WED / Rain100L / RESIDE-OTS pairs): SOTS 31.95, "
+                  "Rain100L 39.36, BSD68 σ15/25/50 34.30/31.61/28.45, average 33.13 (RGB, no crop)",
+    },
+    "allinone_baryir_pruned": {
+        "task": "all-in-one restoration (noise, rain, haze, low light), ~10 % of the weights (MIR-L IMP)",
+        "experiment": "zoo/allinone_baryir",
+        "training_data": "as allinone_baryir",
+        "evals": {"all-in-one 4-task table": ("allinone_test4", [])},
+        "test_sized": ("allinone_test4", [], 2),
+        "papers": "MIR-L (PromptIR, 3-task, 10 % of the weights) stays within ~0.3 dB of its dense model; its "
+                  "dense model is trained for 150 epochs per round on real pairs",
+    },
+}
+
+
+def evaluate(model: str, data: str, overrides: list[str], out: Path, images: int | None = None) -> dict:
+    """``eval.py ckpt_path=<model> data=<data>`` (CPU); ``images``: the first K images of every test set."""
+    from omegaconf import OmegaConf, open_dict
+
+    from eval import evaluate as run_eval
+    from restore.utils.config import compose_config
+
+    cfg = compose_config("eval", [f"ckpt_path={model}", f"data={data}", "data.num_workers=0", "trainer.accelerator=cpu",
+                                  "++trainer.enable_progress_bar=false", *overrides], out, configs_dir=ROOT / "configs")
+    if images:
+        with open_dict(cfg):
+            sets = cfg.data.get("test") or cfg.data.val
+            for dataset in (sets if OmegaConf.is_list(sets) else [sets]):
+                dataset.length = images  # the first `images` images of each set
+    run_eval(cfg)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _table(metrics: dict) -> dict:
+    """metrics.json → {task: {metric: {output, input}}} (RGB first)."""
+    return metrics["metrics"]
+
+
+def _training(run: Path) -> dict:
+    import csv
+
+    cmd = (run / "cmd.txt").read_text().split()
+    overrides = [a for a in cmd[2:] if not a.startswith(("paths.shared_dir=", "hydra.run.dir=", "logger=", "~callbacks",
+                                                          "++trainer.enable_progress_bar", "++logger.csv"))]
+    steps = 0
+    metrics = next(iter(sorted(run.rglob("csv/metrics.csv"))), None)
+    for path in sorted(run.rglob("csv/metrics.csv")):
+        rows = [r for r in csv.DictReader(open(path)) if r.get("step")]
+        steps += (max(int(r["step"]) for r in rows) + 1) if rows else 0
+    return {"command": "python train.py " + " ".join(overrides), "steps": steps, "metrics_csv": bool(metrics)}
+
+
+def build(args: argparse.Namespace) -> None:
+    import restore
+    from restore.model_zoo import PRETRAINED_MODELS, WEIGHTS_DIR
+    from restore.models.summary import count_macs, count_params
+
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    for name in args.names:
+        spec, run = ZOO[name], Path(args.runs) / name
+        target = WEIGHTS_DIR / PRETRAINED_MODELS[name]
+        if (run / "pruning_report.json").is_file():  # the pruned twin: the last round's sparse export
+            report = json.loads((run / "pruning_report.json").read_text())
+            last = report["rounds"][-1]
+            shutil.copyfile(run / last["export"], target)
+            pruning = {"rounds": len(report["rounds"]) - 1, "fraction_prunable": last["fraction_prunable"],
+                       "fraction_all": last["fraction_all"], "rate": report.get("rate"),
+                       "dense_round0_val": report["rounds"][0]["task_average"]["psnr"],
+                       "final_round_val": last["task_average"]["psnr"]}
+        else:
+            restore.export_model(restore.load_model(run / "checkpoints" / "last.ckpt"), target)
+            pruning = None
+        net = restore.load_model(name)
+        channels = net.net_config.get("in_channels", 3)
+        out = ROOT / "outputs" / "model_zoo" / name
+        card = {
+            "name": name, "task": spec["task"], "file": f"restore/weights/{target.name}",
+            "file_bytes": target.stat().st_size, "params": count_params(net),
+            "nonzero_params": int(sum(int((p != 0).sum()) for p in net.parameters())),
+            "gmacs_256": round(count_macs(net, (1, channels, 256, 256)) / 1e9, 3),
+            "net_config": net.net_config,
+            "recipe": {"experiment": spec["experiment"], **_training(run)},
+            "training_data": spec["training_data"], "machine": args.machine,
+            "metrics": {label: _table(evaluate(name, data, overrides, out / f"full_{i}"))
+                        for i, (label, (data, overrides)) in enumerate(spec["evals"].items())},
+            "test_sized": None, "papers": spec["papers"],
+        }
+        data, overrides, images = spec["test_sized"]
+        card["test_sized"] = {"data": data, "overrides": overrides, "images": images,
+                              "metrics": _table(evaluate(name, data, overrides, out / "test_sized", images))}
+        if pruning:
+            card["pruning"] = pruning
+        (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+        (WEIGHTS_DIR / f"{name}.md").write_text(card_markdown(card))
+        print(f"{name}: {target.stat().st_size / 2**20:.2f} MiB, cards written", flush=True)
+
+
+def card_markdown(card: dict) -> str:
+    lines = [f"# {card['name']}: {card['task']}", "",
+             "```python", "import restore", f"net = restore.load_model({card['name']!r})",
+             "clean = restore.restore_image(net, 'input.png', tile=512)", "```", "",
+             f"- **Weights**: `{card['file']}` ({card['file_bytes'] / 2**20:.2f} MiB, safetensors); "
+             f"{card['params'] / 1e6:.2f}M parameters ({card['nonzero_params'] / 1e6:.2f}M non-zero), "
+             f"{card['gmacs_256']} GMACs at 256² (convolutions; FFTs not counted)",
+             f"- **Recipe**: `{card['recipe']['command']}` ({card['recipe']['steps']} optimiser steps in all)",
+             f"- **Training data**: {card['training_data']}",
+             f"- **Machine**: {card['machine']}"]
+    if card.get("pruning"):
+        p = card["pruning"]
+        lines.append(f"- **Pruning**: {p['rounds']} rounds at rate {p['rate']} (global |w|, rewind to θ₀): "
+                     f"{p['fraction_prunable']:.1%} of the prunable weights, {p['fraction_all']:.1%} of all; "
+                     f"validation task average {p['dense_round0_val']:.2f} dB dense (round 0) → "
+                     f"{p['final_round_val']:.2f} dB pruned (validation subsets, see the run's pruning_report.md)")
+    lines += ["", "## Metrics (eval.py on the shipped file; RGB [0,1], no crop; noise seeded, seed 0)", ""]
+    for label, table in card["metrics"].items():
+        lines += [f"**{label}**", "", "| task | PSNR in | PSNR out | SSIM in | SSIM out |", "|---|---|---|---|---|"]
+        for task, m in table.items():
+            lines.append(f"| {task} | {m['psnr']['input']:.2f} | {m['psnr']['output']:.2f} | {m['ssim']['input']:.4f} "
+                         f"| {m['ssim']['output']:.4f} |")
+        lines.append("")
+    t = card["test_sized"]
+    lines += [f"Test-sized form (tests/test_model_zoo.py reproduces it): `python eval.py ckpt_path={card['name']} "
+              f"data={t['data']}` on the first {t['images']} image(s) of each set.", "",
+              f"**Papers**: {card['papers']}", ""]
+    return "\n".join(lines)
+
+
+def check(args: argparse.Namespace) -> None:
+    from restore.model_zoo import model_card
+
+    worst = 0.0
+    for name in args.names:
+        card = model_card(name)
+        out = ROOT / "outputs" / "model_zoo_check" / name
+        if args.test_sized:
+            t = card["test_sized"]
+            runs = {"test-sized": (t["metrics"], evaluate(name, t["data"], t["overrides"], out, t["images"]))}
+        else:
+            runs = {label: (table, evaluate(name, data, overrides, out / str(i)))
+                    for i, (label, (data, overrides)) in enumerate(ZOO[name]["evals"].items())
+                    for table in [card["metrics"][label]]}
+        for label, (card_table, measured) in runs.items():
+            for task, m in card_table.items():
+                got = measured["metrics"][task]["psnr"]["output"]
+                worst = max(worst, abs(got - m["psnr"]["output"]))
+                print(f"{name:<24} {label:<40} {task:<12} card {m['psnr']['output']:.3f}  now {got:.3f}")
+    print(f"largest |Δ PSNR| {worst:.4f} dB")
+
+
+def table(args: argparse.Namespace) -> None:
+    """The README's model-zoo table, from the cards."""
+    from restore.model_zoo import model_card
+
+    print("| model | task | params (non-zero) | file | test set (protocol: RGB [0,1], no crop) | PSNR in → out | SSIM out |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.names:
+        card = model_card(name)
+        for label, rows in card["metrics"].items():
+            for task, m in rows.items():
+                what = label if task == "all" else f"{task}"
+                print(f"| `{name}` | {card['task'].split(',')[0].split('(')[0].strip()} | "
+                      f"{card['params'] / 1e6:.2f}M ({card['nonzero_params'] / 1e6:.2f}M) | "
+                      f"{card['file_bytes'] / 2**20:.1f} MiB | {what} | {m['psnr']['input']:.2f} → "
+                      f"**{m['psnr']['output']:.2f}** | {m['ssim']['output']:.4f} |")
+
+
+def main() -> None:
+    from restore.model_zoo import list_models
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["build", "check", "table"])
+    parser.add_argument("--names", nargs="+", default=list_models())
+    parser.add_argument("--runs", default=str(ROOT / "outputs" / "zoo_gpu"))
+    parser.add_argument("--machine", default="one NVIDIA H100 (80 GB) shared by 6 concurrent training runs, 16 CPU "
+                                             "cores (data loading bound), bf16-mixed; ~8 min wall per model")
+    parser.add_argument("--test-sized", action="store_true")
+    args = parser.parse_args()
+    {"build": build, "check": check, "table": table}[args.part](args)
+
+
+if __name__ == "__main__":
+    main()
