@@ -16,6 +16,7 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 import hydra  # noqa: E402
 import lightning as L  # noqa: E402
+import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final logged metrics."""
+    if cfg.get("cpu_threads"):
+        # fewer intra-op threads than cores: on a CPU other jobs load, OpenMP threads wait on each other
+        torch.set_num_threads(int(cfg.cpu_threads))
     if cfg.get("pruning"):  # iterative pruning rounds (configs/pruning/): restore.pruning.run
         from restore.pruning import run_pruning
 
