@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
@@ -111,6 +112,28 @@ def _missing_dataset(cfg) -> str | None:
             raise
         return str(cause)
     return None
+
+
+def test_default_train_config_is_the_cpu_default_experiment(compose):
+    cfg = compose("train", [])
+    assert cfg.task_name == "denoise_nafnet_tiny" and cfg.cpu_threads == 1
+    assert cfg.model.net._target_.endswith("RestorationUNet") and cfg.model.net.channels_last
+    assert cfg.data.train._target_.endswith("EmbeddedImagesDataset") and cfg.data.val.split == "val"
+    module, data = instantiate(cfg.model), instantiate(cfg.data)
+    assert sum(p.numel() for p in module.net.parameters()) < 400_000  # tiny enough for a CPU run
+    assert data.task_names
+
+
+def test_cpu_threads_sets_torch_threads(compose):
+    from train import train
+
+    cfg = compose("train", ["cpu_threads=2", "++trainer.fast_dev_run=true", "++trainer.accelerator=cpu",
+                            "++data.num_workers=0", "++data.batch_size=2", "++data.val.crop_size=64"])
+    try:
+        train(cfg)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # the test session's setting (conftest)
 
 
 def test_eval_config_requires_checkpoint(compose):
