@@ -147,6 +147,6 @@ def test_eval_config_requires_checkpoint(compose):
 def test_wrong_target_names_the_config_file(compose):
     from restore.utils.config import ConfigError, instantiate_node
 
-    cfg = compose("train", ["model.net._target_=restore.models.nafnet.no_such_net"])
+    cfg = compose("train", ["model/net=nafnet_tiny", "model.net._target_=restore.models.nafnet.no_such_net"])
     with pytest.raises(ConfigError, match=r"configs/model/net/nafnet_tiny.yaml"):
         instantiate_node(cfg, "model.net")
