@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final logged metrics."""
+    if cfg.get("cpu_threads"):
+        # fewer intra-op threads than cores: on a CPU other jobs load, OpenMP threads wait on each other
+        torch.set_num_threads(int(cfg.cpu_threads))
     if cfg.get("pruning"):  # iterative pruning rounds (configs/pruning/): restore.pruning.run
         if cfg.get("compile"):
             raise ValueError("compile is not applied to pruning runs (restore.pruning builds each round's model "

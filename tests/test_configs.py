@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
@@ -113,6 +114,28 @@ def _missing_dataset(cfg) -> str | None:
     return None
 
 
+def test_default_train_config_is_the_cpu_default_experiment(compose):
+    cfg = compose("train", [])
+    assert cfg.task_name == "denoise_nafnet_tiny" and cfg.cpu_threads == 1
+    assert cfg.model.net._target_.endswith("RestorationUNet") and cfg.model.net.channels_last
+    assert cfg.data.train._target_.endswith("EmbeddedImagesDataset") and cfg.data.val.split == "val"
+    module, data = instantiate(cfg.model), instantiate(cfg.data)
+    assert sum(p.numel() for p in module.net.parameters()) < 400_000  # tiny enough for a CPU run
+    assert data.task_names
+
+
+def test_cpu_threads_sets_torch_threads(compose):
+    from train import train
+
+    cfg = compose("train", ["cpu_threads=2", "++trainer.fast_dev_run=true", "++trainer.accelerator=cpu",
+                            "++data.num_workers=0", "++data.batch_size=2", "++data.val.crop_size=64"])
+    try:
+        train(cfg)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # the test session's setting (conftest)
+
+
 def test_eval_config_requires_checkpoint(compose):
     from omegaconf.errors import MissingMandatoryValue
 
@@ -124,6 +147,6 @@ def test_eval_config_requires_checkpoint(compose):
 def test_wrong_target_names_the_config_file(compose):
     from restore.utils.config import ConfigError, instantiate_node
 
-    cfg = compose("train", ["model.net._target_=restore.models.nafnet.no_such_net"])
+    cfg = compose("train", ["model/net=nafnet_tiny", "model.net._target_=restore.models.nafnet.no_such_net"])
     with pytest.raises(ConfigError, match=r"configs/model/net/nafnet_tiny.yaml"):
         instantiate_node(cfg, "model.net")
