@@ -17,13 +17,13 @@ blocks; ``restore.register_network("mypkg.nets.MyNet")`` allows one of your own 
 
 from restore.checkpoint import export_model, load_model
 from restore.inference import restore_image
-from restore.model_zoo import list_models
+from restore.model_zoo import list_models, model_card
 from restore.models.allowlist import register_network
 from restore.models.reparam import reparameterize
 
 __version__ = "0.1.0"
 
-__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "list_models",
+__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "list_models", "model_card",
            "deblur_semiblind", "__version__"]
 
 
