@@ -8,8 +8,9 @@ Run by hand:
     python benchmarks/model_zoo.py build --runs outputs/zoo_gpu [--names denoise_color ...] [--machine "..."]
     # re-evaluate the shipped files and compare with their cards (full sets; --test-sized for the quick form)
     python benchmarks/model_zoo.py check [--names ...] [--test-sized]
-    # the README's table, from the cards
+    # the README's table, from the cards; re-write the cards' notes and markdown (no evaluation)
     python benchmarks/model_zoo.py table
+    python benchmarks/model_zoo.py cards
 
 A run folder is what ``train.py experiment=zoo/<name>`` writes (``cmd.txt``, ``config_resolved.yaml``,
 ``checkpoints/last.ckpt``, ``csv/metrics.csv``); the pruned twin's is a ``pruning=imp`` run folder (its last
@@ -61,6 +62,9 @@ ZOO = {
                          "(7–65 px) + σ ≤ 2.55 noise, 256² patches",
         "evals": {"GoPro_avgframes (18 pairs, whole 1280×720 frames)": ("gopro_avgframes", [])},
         "test_sized": ("gopro_avgframes", [], 1),
+        "warning": "undertrained: no better than the blurry input on GoPro_avgframes (see its card)",
+        "note": "Undertrained: the lent GPU's time limit stopped the run (Ctrl-C checkpoint) at step 1330 of 1500, "
+                "and at that length the network is still at the identity (no gain over the blurry input).",
         "papers": "DeepRFT 33.85 dB on the official GoPro test set (not comparable: GoPro_avgframes are 18 "
                   "pairs averaged from GoPro frames here, and the paper trains on GoPro's own pairs)",
     },
@@ -81,6 +85,10 @@ ZOO = {
         "training_data": "as allinone_baryir",
         "evals": {"all-in-one 4-task table": ("allinone_test4", [])},
         "test_sized": ("allinone_test4", [], 2),
+        "warning": "undertrained: barely better than its input on average (see its card)",
+        "note": "Pruned by IMP (pruning=imp pruning.rounds=5 pruning.rate=0.37 trainer.max_steps=300: 300 steps per "
+                "round) of the allinone_baryir recipe; its dense round 0 saw 300 steps only, so it is far below "
+                "allinone_baryir (2500 steps), and not its pruned copy.",
         "papers": "MIR-L (PromptIR, 3-task, 10 % of the weights) stays within ~0.3 dB of its dense model; its "
                   "dense model is trained for 150 epochs per round on real pairs",
     },
@@ -108,6 +116,12 @@ def evaluate(model: str, data: str, overrides: list[str], out: Path, images: int
 def _table(metrics: dict) -> dict:
     """metrics.json → {task: {metric: {output, input}}} (RGB first)."""
     return metrics["metrics"]
+
+
+def _pruning_rate(run: Path) -> float:
+    from omegaconf import OmegaConf
+
+    return float(OmegaConf.load(run / "config_resolved.yaml").pruning.rate)
 
 
 def _training(run: Path) -> dict:
@@ -138,7 +152,7 @@ def build(args: argparse.Namespace) -> None:
             last = report["rounds"][-1]
             shutil.copyfile(run / last["export"], target)
             pruning = {"rounds": len(report["rounds"]) - 1, "fraction_prunable": last["fraction_prunable"],
-                       "fraction_all": last["fraction_all"], "rate": report.get("rate"),
+                       "fraction_all": last["fraction_all"], "rate": _pruning_rate(run),
                        "dense_round0_val": report["rounds"][0]["task_average"]["psnr"],
                        "final_round_val": last["task_average"]["psnr"]}
         else:
@@ -164,6 +178,9 @@ def build(args: argparse.Namespace) -> None:
                               "metrics": _table(evaluate(name, data, overrides, out / "test_sized", images))}
         if pruning:
             card["pruning"] = pruning
+        for key in ("note", "warning"):
+            if spec.get(key):
+                card[key] = spec[key]
         (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
         (WEIGHTS_DIR / f"{name}.md").write_text(card_markdown(card))
         print(f"{name}: {target.stat().st_size / 2**20:.2f} MiB, cards written", flush=True)
@@ -179,6 +196,10 @@ def card_markdown(card: dict) -> str:
              f"- **Recipe**: `{card['recipe']['command']}` ({card['recipe']['steps']} optimiser steps in all)",
              f"- **Training data**: {card['training_data']}",
              f"- **Machine**: {card['machine']}"]
+    if card.get("warning"):
+        lines.insert(1, f"\n> **Warning**: {card['warning']}; `restore.load_model` logs this when it loads the model.")
+    if card.get("note"):
+        lines.append(f"- **Note**: {card['note']}")
     if card.get("pruning"):
         p = card["pruning"]
         lines.append(f"- **Pruning**: {p['rounds']} rounds at rate {p['rate']} (global |w|, rewind to θ₀): "
@@ -221,6 +242,21 @@ def check(args: argparse.Namespace) -> None:
     print(f"largest |Δ PSNR| {worst:.4f} dB")
 
 
+def rewrite_cards(args: argparse.Namespace) -> None:
+    """Re-write the cards' notes and markdown from this file (no training, no evaluation)."""
+    from restore.model_zoo import WEIGHTS_DIR, model_card
+
+    for name in args.names:
+        card = model_card(name)
+        for key in ("note", "warning"):
+            if ZOO[name].get(key):
+                card[key] = ZOO[name][key]
+        if card.get("pruning") and card["pruning"].get("rate") is None:
+            card["pruning"]["rate"] = _pruning_rate(Path(args.runs) / name)
+        (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+        (WEIGHTS_DIR / f"{name}.md").write_text(card_markdown(card))
+
+
 def table(args: argparse.Namespace) -> None:
     """The README's model-zoo table, from the cards."""
     from restore.model_zoo import model_card
@@ -242,14 +278,14 @@ def main() -> None:
     from restore.model_zoo import list_models
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["build", "check", "table"])
+    parser.add_argument("part", choices=["build", "check", "table", "cards"])
     parser.add_argument("--names", nargs="+", default=list_models())
     parser.add_argument("--runs", default=str(ROOT / "outputs" / "zoo_gpu"))
     parser.add_argument("--machine", default="one NVIDIA H100 (80 GB) shared by 6 concurrent training runs, 16 CPU "
                                              "cores (data loading bound), bf16-mixed; ~8 min wall per model")
     parser.add_argument("--test-sized", action="store_true")
     args = parser.parse_args()
-    {"build": build, "check": check, "table": table}[args.part](args)
+    {"build": build, "check": check, "table": table, "cards": rewrite_cards}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from restore.model_zoo import resolve_model
+from restore.model_zoo import model_card_warning, resolve_model
 from restore.models.allowlist import is_trusted_target, trusted_targets
 from restore.models.reparam import reparameterize
 
@@ -213,6 +213,9 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
     """
     if not Path(path).exists():
         path = resolve_model(path)  # a pretrained model's name → its file; else a clear error
+        warning = model_card_warning(path)
+        if warning:
+            log.warning("%s: %s", path.name, warning)
     state, config, is_deploy = read_checkpoint(path, map_location, ema)
     if net is None:
         if config is None:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 __all__ = ["PRETRAINED_MODELS", "WEIGHTS_DIR", "MODEL_SUFFIXES", "UnknownModelError", "list_models",
-           "model_card", "resolve_model"]
+           "model_card", "model_card_warning", "resolve_model"]
 
 #: Where shipped weights live, inside the package (no download at run time).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -51,6 +51,14 @@ def model_card(name: str) -> dict:
     if name not in PRETRAINED_MODELS:
         raise UnknownModelError(f"Unknown model {name!r}; shipped: {', '.join(list_models())}")
     return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+
+
+def model_card_warning(path: Path) -> str | None:
+    """The ``warning`` of the card beside a shipped weights file (an undertrained model), if any."""
+    card = path.with_suffix(".json")
+    if path.parent != WEIGHTS_DIR or not card.is_file():
+        return None
+    return json.loads(card.read_text()).get("warning")
 
 
 def resolve_model(spec: str | Path) -> Path:

@@ -94,3 +94,13 @@ def test_registry_entries_point_at_files():
     for name, file in PRETRAINED_MODELS.items():
         assert (WEIGHTS_DIR / file).is_file() and (WEIGHTS_DIR / f"{name}.json").is_file(), name
     assert model_zoo.list_models() == NAMES
+
+
+def test_undertrained_models_warn_when_loaded(caplog):
+    with caplog.at_level("WARNING", logger="restore.checkpoint"):
+        restore.load_model("deblur_fke")
+    assert "deblur_fke.safetensors: undertrained" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="restore.checkpoint"):
+        restore.load_model("denoise_color")
+    assert "undertrained" not in caplog.text
