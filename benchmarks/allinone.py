@@ -142,7 +142,7 @@ def report(args: argparse.Namespace) -> None:
 
     def psnr(name: str, seed: int, table: str) -> dict[str, float]:
         metrics = json.loads((root / f"{name}_seed{seed}" / f"eval_{table}" / "metrics.json").read_text())["metrics"]
-        return {task: values["psnr"] for task, values in metrics.items() if task != "all"}
+        return {task: values["psnr"]["output"] for task, values in metrics.items() if task != "all"}
 
     def mean_std(values: list[float]) -> tuple[float, float]:
         return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
