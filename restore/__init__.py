@@ -23,8 +23,8 @@ from restore.models.reparam import reparameterize
 
 __version__ = "0.1.0"
 
-__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "list_models", "model_card",
-           "deblur_semiblind", "__version__"]
+__all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "list_models",
+           "model_card", "deblur_semiblind", "__version__"]
 
 
 def __getattr__(name: str):
