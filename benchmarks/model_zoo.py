@@ -97,18 +97,13 @@ ZOO = {
 
 def evaluate(model: str, data: str, overrides: list[str], out: Path, images: int | None = None) -> dict:
     """``eval.py ckpt_path=<model> data=<data>`` (CPU); ``images``: the first K images of every test set."""
-    from omegaconf import OmegaConf, open_dict
-
     from eval import evaluate as run_eval
-    from restore.utils.config import compose_config
+    from restore.utils.config import compose_config, limit_eval_images
 
     cfg = compose_config("eval", [f"ckpt_path={model}", f"data={data}", "data.num_workers=0", "trainer.accelerator=cpu",
                                   "++trainer.enable_progress_bar=false", *overrides], out, configs_dir=ROOT / "configs")
     if images:
-        with open_dict(cfg):
-            sets = cfg.data.get("test") or cfg.data.val
-            for dataset in (sets if OmegaConf.is_list(sets) else [sets]):
-                dataset.length = images  # the first `images` images of each set
+        limit_eval_images(cfg, images)
     run_eval(cfg)
     return json.loads((out / "metrics.json").read_text())
 
@@ -131,11 +126,10 @@ def _training(run: Path) -> dict:
     overrides = [a for a in cmd[2:] if not a.startswith(("paths.shared_dir=", "hydra.run.dir=", "logger=", "~callbacks",
                                                           "++trainer.enable_progress_bar", "++logger.csv"))]
     steps = 0
-    metrics = next(iter(sorted(run.rglob("csv/metrics.csv"))), None)
     for path in sorted(run.rglob("csv/metrics.csv")):
         rows = [r for r in csv.DictReader(open(path)) if r.get("step")]
         steps += (max(int(r["step"]) for r in rows) + 1) if rows else 0
-    return {"command": "python train.py " + " ".join(overrides), "steps": steps, "metrics_csv": bool(metrics)}
+    return {"command": "python train.py " + " ".join(overrides), "steps": steps}
 
 
 def build(args: argparse.Namespace) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf, open_dict
 
 import restore
 from restore import model_zoo
@@ -73,16 +72,13 @@ def test_pruned_twin_is_sparse():
 def test_eval_reproduces_the_card(name, tmp_path):
     """The card's test-sized numbers: eval.py ckpt_path=<name> data=<set>, first K images of each set."""
     from eval import evaluate
-    from restore.utils.config import compose_config
+    from restore.utils.config import compose_config, limit_eval_images
 
     spec = model_card(name)["test_sized"]
     cfg = compose_config("eval", [f"ckpt_path={name}", f"data={spec['data']}", "data.num_workers=0",
                                   "trainer.accelerator=cpu", "++trainer.enable_progress_bar=false", *spec["overrides"]],
                          tmp_path, configs_dir=ROOT / "configs")
-    with open_dict(cfg):
-        sets = cfg.data.get("test") or cfg.data.val
-        for dataset in (sets if OmegaConf.is_list(sets) else [sets]):
-            dataset.length = spec["images"]
+    limit_eval_images(cfg, spec["images"])
     evaluate(cfg)
     measured = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     for task, metrics in spec["metrics"].items():

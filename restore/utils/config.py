@@ -166,6 +166,17 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
     return cfg
 
 
+def limit_eval_images(cfg: DictConfig, images: int) -> None:
+    """Keep the first ``images`` images of every dataset ``eval.py`` would test (``data.test``, else ``data.val``):
+    the test-sized form of an evaluation (model cards, tests)."""
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        sets = cfg.data.get("test") or cfg.data.val
+        for dataset in (sets if OmegaConf.is_list(sets) else [sets]):
+            dataset.length = images  # indices wrap past the end of a smaller set
+
+
 def instantiate_group(cfg: DictConfig, key: str) -> list:
     """Instantiate every ``_target_`` entry of a dict group (callbacks, logger); None → []."""
     node = OmegaConf.select(cfg, key)
