@@ -102,7 +102,10 @@ class _PerImageMean(Metric):
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         _check_shapes(pred, target)
         prepare = dict(protocol=self.protocol, crop_border=self.crop_border, quantize=self.quantize)
-        scores = self.score(prepare_images(pred, **prepare), prepare_images(target, **prepare))
+        # validation runs under the trainer's autocast: SSIM's Gaussian convolutions in bf16 lose its variance
+        # terms to cancellation (0.48 instead of 0.85 on a blurred photograph), so measure in float32
+        with torch.autocast(pred.device.type, enabled=False):
+            scores = self.score(prepare_images(pred, **prepare), prepare_images(target, **prepare))
         self.total += scores.sum()
         self.images += scores.numel()
 
@@ -148,7 +151,8 @@ class ProtocolLPIPS(LearnedPerceptualImagePatchSimilarity):
         pred, target = (_crop(x.detach().float().clamp(0, 1), self.crop_border) for x in (pred, target))
         if pred.shape[1] == 1:
             pred, target = pred.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
-        super().update(pred, target)
+        with torch.autocast(pred.device.type, enabled=False):  # float32 under the trainer's autocast too
+            super().update(pred, target)
 
     def compute(self) -> torch.Tensor:
         self.images_seen = sum(int(s.numel()) for s in self.all_scores) if isinstance(self.all_scores, list) \

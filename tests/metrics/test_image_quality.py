@@ -89,3 +89,20 @@ def test_lpips_from_cached_weights_orders_distortions(lpips_weights):
     metric.reset()
     metric.update(gt[:, :1] * 0.5, gt[:, :1])  # gray images are repeated to RGB
     assert metric.compute()["lpips"].item() > 0
+
+
+def test_metrics_are_float32_under_the_trainers_bf16_autocast():
+    """GPU validation runs under ``precision: bf16-mixed``: SSIM's convolutions must not run in bf16 (its
+    variance terms cancel: 0.48 instead of 0.85 on this pair before the fix)."""
+    import skimage.data
+
+    gt = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1)[None].float() / 255
+    blurred = torch.nn.functional.avg_pool2d(gt, 5, stride=1, padding=2)
+    plain = ImageQualityMetrics("rgb")
+    plain.update(blurred, gt)
+    mixed = ImageQualityMetrics("rgb")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed.update(blurred.bfloat16(), gt)
+    expected, got = plain.compute(), mixed.compute()
+    assert got["ssim"] == pytest.approx(float(expected["ssim"]), abs=1e-3)
+    assert got["psnr"] == pytest.approx(float(expected["psnr"]), abs=0.05)  # bf16 input rounding only
