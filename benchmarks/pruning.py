@@ -9,7 +9,8 @@ Arms (same network, data, final sparsity and total training steps, (N+1)·S):
 * ``imp``: lottery-ticket IMP, N rounds at 20% (global |w|), rewinding to θ₀ (pruning=imp);
 * ``one_shot``: train S steps, prune once to 0.8^N of the prunable weights, fine-tune N·S steps
   (pruning=one_shot: no rewinding);
-* ``random``: the IMP schedule with random pruning and rewinding to θ₀ (pruning=random).
+* ``random``: the IMP schedule with random pruning and rewinding to θ₀ (pruning=random);
+* ``imp_layer`` (``--arms imp_layer``): IMP with per-layer thresholds (pruning.scope=layer), so no layer empties.
 
 Then, without training: export size (dense ``restore.export_model`` vs ``restore-sparse``, with
 int32 indices, bitmask and the per-tensor choice), CPU inference time of the dense and the pruned
@@ -39,6 +40,8 @@ def arm_overrides(arm: str, rounds: int, steps: int) -> list[str]:
         return ["pruning=random", f"pruning.rounds={rounds}"]
     if arm == "one_shot":
         return ["pruning=one_shot", f"pruning.rounds={rounds}"]
+    if arm == "imp_layer":  # IMP with per-layer thresholds: every layer keeps 0.8^r of its weights
+        return ["pruning=imp", "pruning.scope=layer", f"pruning.rounds={rounds}"]
     raise ValueError(f"unknown arm {arm!r}")
 
 
@@ -182,7 +185,8 @@ def main() -> None:
         reports = {arm: run_arm(arm, args) for arm in args.arms}
         (args.out / "summary.json").write_text(json.dumps({a: r["rounds"] for a, r in reports.items()}, indent=2))
         print_quality(reports)
-    measure_export_and_speed(args.out / "imp", args.repeats, args.size)
+    measured = "imp" if args.measure_only or "imp" in args.arms else args.arms[0]
+    measure_export_and_speed(args.out / measured, args.repeats, args.size)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", nargs="*", default=["05"], help="Set12 stems")
     p.add_argument("--bsd68", nargs="*", default=[], help="BSD68 (gray) stems, e.g. test001")
     p.add_argument("--colour", nargs="*", default=[], help="CBSD68 stems")
+    p.add_argument("--dev", nargs="*", default=[], help="BSD400 (training set) stems: for tuning, never for reporting")
     p.add_argument("--kernels", nargs="*", default=["kernels12_k09", "kernels12_k10", "kernels12_k11", "kernels12_k12",
                                                      "k_large_1", "k_large_2"])
     p.add_argument("--perturbations", nargs="*", default=list(PERTURBATIONS), choices=list(PERTURBATIONS))
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     files = [DATA / "denoise/Set12" / f"{s}.png" for s in args.images]
     files += [DATA / "denoise/BSD68" / f"{s}.png" for s in args.bsd68]
     files += [DATA / "denoise/CBSD68" / f"{s}.png" for s in args.colour]
+    files += [DATA / "train/BSD400" / f"{s}.png" for s in args.dev]
     rng = np.random.default_rng(0)
 
     def make_problem(img: torch.Tensor, k: torch.Tensor, crop: int | None = None):

@@ -1,7 +1,8 @@
 """Semi-blind deblurring: restore an image given an *inaccurate* kernel k̂.
 
-1. kernel refinement (:mod:`.kernel_refinement`): maximum-likelihood rotation of k̂, then a
-   free-form refinement on a grown support tied to k̂ (softmax kernel, as SelfDeblur);
+1. kernel refinement (:mod:`.kernel_refinement`): k̂'s length (marginal likelihood under a Gaussian
+   image prior) and rotation (maximum likelihood), then a free-form refinement on a grown support
+   tied to k̂ (softmax kernel, as SelfDeblur), kept only if the marginal likelihood prefers it;
 2. the image with the refined kernel and a prior: TV or the toolkit's learned denoiser in
    half-quadratic splitting (:mod:`.plug_and_play`, DPIR-style), or the deep residual prior
    (:mod:`.solver`; Tang et al., CVPR 2023, official code github.com/xl-tang3/UAUDeblur):

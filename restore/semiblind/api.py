@@ -56,8 +56,10 @@ def deblur_semiblind(
 
     Two stages, neither of which sees a ground truth:
 
-    1. ``refine_kernel``: k̂ is a starting point — rotated by the maximum-likelihood angle, then
-       refined on a support grown by a margin, tied to k̂ (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
+    1. ``refine_kernel``: k̂ is a starting point — stretched or shortened along its motion by the factor of
+       highest marginal likelihood and rotated by the maximum-likelihood angle, then refined on a support
+       grown by a margin, tied to k̂, kept only if the marginal likelihood prefers it
+       (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
     2. the image with the (refined) kernel and the chosen ``prior``: ``"tv"`` (HQS with total variation,
        seconds), ``"denoiser"`` (DPIR-style plug-and-play with the shipped learned denoiser, seconds) or
        ``"dip"`` (the deep residual prior of Tang et al. 2023: DIP image net + residual net for what the

@@ -32,6 +32,8 @@ __all__ = [
     "disk_kernel",
     "kernel_length",
     "perturb_kernel",
+    "rescale_kernel",
+    "principal_angle",
 ]
 
 
@@ -182,6 +184,50 @@ def perturb_kernel(
         support = k > 0.01 * k.max()
         k = np.clip(k + noise * k.max() * rng.standard_normal(k.shape) * _dilate(support), 0, None)
     k = _crop_to_support(k, size)
+    return k / k.sum()
+
+
+def principal_angle(kernel: np.ndarray) -> float:
+    """Angle (degrees, image x axis, counter-clockwise as :func:`perturb_kernel` rotates) of the kernel's
+    principal axis: the leading eigenvector of its mass-weighted coordinate covariance."""
+    k = np.asarray(kernel, dtype=np.float64)
+    yy, xx = np.indices(k.shape)
+    cy, cx = _centroid(k)
+    dy, dx = (yy - cy).ravel(), (xx - cx).ravel()
+    w = k.ravel() / k.sum()
+    cov = np.array([[np.sum(w * dx * dx), np.sum(w * dx * dy)], [np.sum(w * dx * dy), np.sum(w * dy * dy)]])
+    vx, vy = np.linalg.eigh(cov)[1][:, -1]
+    return float(np.degrees(np.arctan2(-vy, vx)))  # rows grow downwards: flip y for counter-clockwise
+
+
+def rescale_kernel(kernel: Any, factor: float, along_axis: bool = True) -> np.ndarray:
+    """Stretch (factor > 1) or shorten a kernel about its centroid, along its principal axis only
+    (``along_axis``: a motion path gets longer, not thicker) or in both directions (as
+    :func:`perturb_kernel`'s ``length``). Returns a float64 odd square summing to 1, centred on its centroid."""
+    from kornia.geometry.transform import warp_affine
+
+    k = as_kernel(kernel).double().numpy()
+    if factor <= 0:
+        raise ValueError(f"kernel scale factor must be > 0, got {factor}")
+    if factor != 1.0 and not along_axis:
+        k = _warp(k, 0.0, factor)
+    elif factor != 1.0:
+        h, w = k.shape
+        side = int(math.ceil(max(h, w) * max(1.0, factor) * 1.5)) | 1
+        canvas = np.zeros((side, side))
+        cy, cx = _centroid(k)
+        oy, ox = side // 2 - int(round(cy)), side // 2 - int(round(cx))
+        canvas[oy : oy + h, ox : ox + w] = k
+        c = np.array([ox + cx, oy + cy])
+        a = math.radians(principal_angle(k))
+        u = np.array([math.cos(a), -math.sin(a)])  # the axis in (x, y) pixel coordinates
+        m = np.eye(2) + (factor - 1.0) * np.outer(u, u)  # stretch along u, identity across it
+        affine = np.concatenate([m, (c - m @ c)[:, None]], 1)
+        t = warp_affine(torch.from_numpy(canvas)[None, None], torch.from_numpy(affine)[None], (side, side),
+                        align_corners=True)
+        # bilinear sampling of a shortened thin path loses no mass, of a stretched one spreads it: renormalise
+        k = t[0, 0].clamp_min(0).numpy()
+    k = _crop_to_support(np.clip(k, 0, None), 3)
     return k / k.sum()
 
 
