@@ -103,18 +103,24 @@ def kernel_length(kernel: np.ndarray, threshold: float = 0.05) -> float:
     return float(proj.max() - proj.min() + 1)
 
 
-def _warp(k: np.ndarray, angle: float, factor: float) -> np.ndarray:
-    """Rotate by ``angle``° and scale by ``factor`` about the centroid, on a canvas big enough."""
-    from kornia.geometry.transform import rotate, scale
-
+def _canvas(k: np.ndarray, factor: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """k on a zero square big enough to scale it by ``factor``, and its centroid there as (x, y)."""
     h, w = k.shape
     side = int(math.ceil(max(h, w) * max(1.0, factor) * 1.5)) | 1
     canvas = np.zeros((side, side))
     cy, cx = _centroid(k)
     oy, ox = side // 2 - int(round(cy)), side // 2 - int(round(cx))
     canvas[oy : oy + h, ox : ox + w] = k
+    return canvas, (ox + cx, oy + cy)
+
+
+def _warp(k: np.ndarray, angle: float, factor: float) -> np.ndarray:
+    """Rotate by ``angle``° and scale by ``factor`` about the centroid, on a canvas big enough."""
+    from kornia.geometry.transform import rotate, scale
+
+    canvas, (cx, cy) = _canvas(k, factor)
     t = torch.from_numpy(canvas)[None, None]
-    centre = torch.tensor([[ox + cx, oy + cy]], dtype=t.dtype)
+    centre = torch.tensor([[cx, cy]], dtype=t.dtype)
     if factor != 1.0:
         t = scale(t, torch.tensor([[factor, factor]], dtype=t.dtype), center=centre, align_corners=True)
     if angle != 0.0:
@@ -212,21 +218,16 @@ def rescale_kernel(kernel: Any, factor: float, along_axis: bool = True) -> np.nd
     if factor != 1.0 and not along_axis:
         k = _warp(k, 0.0, factor)
     elif factor != 1.0:
-        h, w = k.shape
-        side = int(math.ceil(max(h, w) * max(1.0, factor) * 1.5)) | 1
-        canvas = np.zeros((side, side))
-        cy, cx = _centroid(k)
-        oy, ox = side // 2 - int(round(cy)), side // 2 - int(round(cx))
-        canvas[oy : oy + h, ox : ox + w] = k
-        c = np.array([ox + cx, oy + cy])
+        canvas, centre = _canvas(k, factor)
+        c = np.array(centre)
+        side = canvas.shape[0]
         a = math.radians(principal_angle(k))
         u = np.array([math.cos(a), -math.sin(a)])  # the axis in (x, y) pixel coordinates
         m = np.eye(2) + (factor - 1.0) * np.outer(u, u)  # stretch along u, identity across it
         affine = np.concatenate([m, (c - m @ c)[:, None]], 1)
         t = warp_affine(torch.from_numpy(canvas)[None, None], torch.from_numpy(affine)[None], (side, side),
                         align_corners=True)
-        # bilinear sampling of a shortened thin path loses no mass, of a stretched one spreads it: renormalise
-        k = t[0, 0].clamp_min(0).numpy()
+        k = t[0, 0].clamp_min(0).numpy()  # bilinear resampling changes the mass: renormalised below
     k = _crop_to_support(np.clip(k, 0, None), 3)
     return k / k.sum()
 
