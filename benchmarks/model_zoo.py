@@ -123,8 +123,9 @@ def _training(run: Path) -> dict:
     import csv
 
     cmd = (run / "cmd.txt").read_text().split()
-    overrides = [a for a in cmd[2:] if not a.startswith(("paths.shared_dir=", "hydra.run.dir=", "logger=", "~callbacks",
-                                                          "++trainer.enable_progress_bar", "++logger.csv"))]
+    overrides = [a for a in cmd[2:] if not a.startswith(("paths.shared_dir=", "paths.output_dir=", "hydra.run.dir=",
+                                                          "logger=", "~callbacks", "++trainer.enable_progress_bar",
+                                                          "++logger.csv"))]
     steps = 0
     for path in sorted(run.rglob("csv/metrics.csv")):
         rows = [r for r in csv.DictReader(open(path)) if r.get("step")]
