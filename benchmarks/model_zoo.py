@@ -119,6 +119,15 @@ def _pruning_rate(run: Path) -> float:
     return float(OmegaConf.load(run / "config_resolved.yaml").pruning.rate)
 
 
+def _pruning_rewind(run: Path) -> str:
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.load(run / "config_resolved.yaml").pruning.rewind)
+
+
+REWIND_WORDS = {"init": "rewind to θ₀", "step": "rewind to step k", "none": "no rewinding: survivors fine-tuned"}
+
+
 def _training(run: Path) -> dict:
     import csv
 
@@ -148,6 +157,7 @@ def build(args: argparse.Namespace) -> None:
             shutil.copyfile(run / last["export"], target)
             pruning = {"rounds": len(report["rounds"]) - 1, "fraction_prunable": last["fraction_prunable"],
                        "fraction_all": last["fraction_all"], "rate": _pruning_rate(run),
+                       "rewind": _pruning_rewind(run),
                        "dense_round0_val": report["rounds"][0]["task_average"]["psnr"],
                        "final_round_val": last["task_average"]["psnr"]}
         else:
@@ -197,7 +207,8 @@ def card_markdown(card: dict) -> str:
         lines.append(f"- **Note**: {card['note']}")
     if card.get("pruning"):
         p = card["pruning"]
-        lines.append(f"- **Pruning**: {p['rounds']} rounds at rate {p['rate']} (global |w|, rewind to θ₀): "
+        lines.append(f"- **Pruning**: {p['rounds']} rounds at rate {p['rate']} (global |w|, "
+                     f"{REWIND_WORDS[p.get('rewind', 'init')]}): "
                      f"{p['fraction_prunable']:.1%} of the prunable weights, {p['fraction_all']:.1%} of all; "
                      f"validation task average {p['dense_round0_val']:.2f} dB dense (round 0) → "
                      f"{p['final_round_val']:.2f} dB pruned (validation subsets, see the run's pruning_report.md)")
