@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
+from restore.checkpoint import load_pretrained  # noqa: E402
 from restore.utils.config import instantiate_group, instantiate_node, record_run, task_config  # noqa: E402
 from restore.utils.reporting import metric_value, print_metrics, write_metrics  # noqa: E402
 
@@ -57,6 +58,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if "net" in cfg.model and hasattr(model, "net_config"):
         # stored in checkpoints so restore.load_model can rebuild the network without this config
         model.net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if cfg.get("pretrained") and not cfg.get("ckpt_path"):  # resuming restores the run's own weights
+        log.info("Pretrained weights <%s>", cfg.pretrained)
+        load_pretrained(model.net, cfg.pretrained)
     if cfg.get("compile"):
         compile_net(model.net, cfg.compile)
     callbacks = instantiate_group(cfg, "callbacks")

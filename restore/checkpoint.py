@@ -252,6 +252,31 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
     return net
 
 
+def load_pretrained(net: nn.Module, spec: str | Path) -> nn.Module:
+    """Load pretrained weights into ``net`` before training (BasicSR's ``path.pretrain_network_g``).
+
+    Only the network weights are loaded (EMA ones when the file has them), through :func:`load_model`
+    (``weights_only`` reading, never code): not the optimizer, scheduler or step (that is resuming,
+    ``ckpt_path``). The network stays in training mode.
+
+    Args:
+        net: the network the run built from its config.
+        spec: a shipped model's name (:func:`restore.list_models`), a ``.ckpt`` from ``train.py`` or a
+            ``.safetensors`` from :func:`export_model`.
+
+    Raises:
+        FileNotFoundError / UnknownModelError: no such file or model name.
+        RuntimeError: the file's weights do not fit ``net`` (the file and its first missing/unexpected
+            keys or shape mismatches are named).
+    """
+    try:
+        load_model(spec, net=net, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(f"pretrained={spec}: its weights do not fit the configured network "
+                           f"(model.net): {err}") from err
+    return net.train()
+
+
 def _check_finite(state: dict, path: str | Path) -> None:
     for name, tensor in state.items():
         if torch.is_tensor(tensor) and (tensor.is_floating_point() or tensor.is_complex()):

@@ -248,3 +248,32 @@ def test_weights_of_a_refused_file_load_into_a_given_net_without_its_config(tmp_
     net = restore.load_model(path, net=build_net(config))
     assert not hasattr(net, "net_config")  # the refused config is not kept for re-export
     torch.testing.assert_close(net.intro.weight, state["intro.weight"])
+
+
+UNET_NAF = {**TINY_UNET, "block": {"_target_": "restore.models.nafnet.NAFBlock", "_partial_": True}}
+
+
+def test_load_pretrained_copies_the_weights_and_leaves_the_net_training(tmp_path):
+    from restore.checkpoint import load_pretrained
+
+    torch.manual_seed(0)
+    source = build_net(UNET_NAF)
+    path = restore.export_model(source, tmp_path / "pre.safetensors", net_config=UNET_NAF)
+    torch.manual_seed(1)
+    net = build_net(UNET_NAF).train()
+    assert any(not torch.equal(a, b) for a, b in zip(net.state_dict().values(), source.state_dict().values()))
+    load_pretrained(net, path)
+    assert net.training
+    for key, value in source.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value), key
+
+
+def test_load_pretrained_names_a_missing_file_and_a_mismatching_architecture(tmp_path):
+    from restore.checkpoint import load_pretrained
+
+    with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
+        load_pretrained(build_net(UNET_NAF), tmp_path / "nowhere.ckpt")
+    path = restore.export_model(build_net(UNET_NAF), tmp_path / "w8.safetensors", net_config=UNET_NAF)
+    wider = build_net({**UNET_NAF, "width": 16})
+    with pytest.raises(RuntimeError, match=r"pretrained=.*w8\.safetensors.*shape mismatches \['intro"):
+        load_pretrained(wider, path)

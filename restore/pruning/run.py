@@ -5,7 +5,7 @@ MIR-L: "Iterative Magnitude Pruning for Multi-Task Image Restoration" (WI-IAT 20
 Frankle & Carbin, "The Lottery Ticket Hypothesis", ICLR 2019, Algorithm 1 (iterative pruning with
 resetting to θ₀), and Frankle et al., ICML 2020 (rewinding to step k):
 
-1. build the network, save θ₀ before any training (``theta0.safetensors``);
+1. build the network (loading ``pretrained=...`` weights if given), save θ₀ (``theta0.safetensors``);
 2. round 0: train the dense network (the experiment's schedule);
 3. round r = 1…N: remove the ``rate`` (20%) smallest-|w| of the surviving prunable weights
    (global threshold, or per layer; per-layer rate overrides), rewind the survivors *and every
@@ -43,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
-from restore.checkpoint import read_checkpoint
+from restore.checkpoint import load_pretrained, read_checkpoint
 from restore.pruning.callbacks import (
     DenseCheckpoints,
     LastValidationStep,
@@ -262,6 +262,9 @@ def _run(cfg: DictConfig, settings: IterativePruning, folder: RunFolder, resume:
     if hasattr(model, "net_config"):
         model.net_config = net_config
     net = model.net
+    if cfg.get("pretrained") and not resume:  # resuming reads θ₀ back from the run folder
+        log.info("Pretrained weights <%s>: they become θ₀", cfg.pretrained)
+        load_pretrained(net, cfg.pretrained)
     weights = select_prunable(net, settings.include, settings.exclude, settings.layer_types)
 
     theta0 = _theta0(folder, net, weights, settings, net_config, resume)
@@ -292,7 +295,12 @@ def _run(cfg: DictConfig, settings: IterativePruning, folder: RunFolder, resume:
 
 def _theta0(folder: RunFolder, net: torch.nn.Module, weights: Sequence[PrunableWeight], settings: IterativePruning,
             net_config: dict | None, resume: bool) -> dict[str, torch.Tensor]:
-    """θ₀, saved before any training (or read back when resuming, after checking the settings match)."""
+    """θ₀, saved before any training (or read back when resuming, after checking the settings match).
+
+    With ``pretrained=...`` θ₀ is the pretrained network: rewinding (``rewind=init``) then goes back to the end
+    of that dense training, i.e. late rewinding (Frankle et al. 2020, "Linear Mode Connectivity and the
+    Lottery Ticket Hypothesis", rewinding to iteration k > 0) with k = the whole dense training.
+    """
     names = [w.name for w in weights]
     if resume:
         state = json.loads(folder.state.read_text())
@@ -305,7 +313,7 @@ def _theta0(folder: RunFolder, net: torch.nn.Module, weights: Sequence[PrunableW
                              f"(net_config or pruning include/exclude/layer_types changed)")
         return load_file(str(folder.theta0))
     theta0 = {k: v.clone() for k, v in dense_state_dict(net).items()}
-    _save(theta0, folder.theta0, what="theta0: weights before any training")
+    _save(theta0, folder.theta0, what="theta0: weights before any training of this run (pretrained ones if given)")
     folder.state.write_text(json.dumps({"settings": settings.mask_settings(), "prunable": names,
                                         "net_config": net_config}, indent=2))
     return theta0

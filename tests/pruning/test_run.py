@@ -144,3 +144,18 @@ def test_late_rewinding_rewinds_to_the_weights_of_step_k(tmp_path, compose_into)
     assert set(theta_k) == set(theta_0) and any(not torch.equal(theta_k[k], theta_0[k]) for k in theta_0)
     with pytest.raises(ValueError, match="rewind_step=9 is beyond"):
         train(compose_into(tmp_path / "bad", TINY + ["pruning.rewind=step", "pruning.rewind_step=9"]))
+
+
+def test_pretrained_weights_become_theta0_and_a_wrong_architecture_is_named(finished_run, tmp_path, compose_into):
+    """pretrained=...: θ₀ (the rewinding target) is the pretrained network (late rewinding to its end)."""
+    pretrained = finished_run / "round_01" / "model.sparse.safetensors"  # trained weights, unlike a fresh init
+    run = tmp_path / "from_pretrained"
+    train(compose_into(run, TINY + ["pruning.rounds=1", f"pretrained={pretrained}"]))
+    theta0 = load_file(str(run / "theta0.safetensors"))
+    source = restore.load_model(pretrained).state_dict()
+    assert theta0.keys() == source.keys()
+    for key, value in source.items():
+        assert torch.equal(theta0[key], value), key
+    with pytest.raises(RuntimeError, match=r"pretrained=.*model\.sparse\.safetensors.*shape mismatches"):
+        train(compose_into(tmp_path / "wider", TINY + ["pruning.rounds=1", "model.net.width=16",
+                                                       f"pretrained={pretrained}"]))
