@@ -2,7 +2,8 @@
 
 Three steps:
 
-1. :func:`search_scale`: rescale k̂ about its centroid by the factor (0.5–1.4) that maximises the
+1. :func:`search_scale`: stretch or shorten k̂ along its motion (principal axis, about its centroid) by
+   the factor (0.4–1.6) that maximises the
    Gaussian marginal likelihood of y, p(y | k) = N(0, K S Kᵀ + σ²I) with a stationary power-law
    image prior S(ω) = A/|∇(ω)|² (A profiled out), evaluated per frequency of the windowed y:
 
@@ -171,7 +172,7 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor,
                  factors: tuple[float, ...] = KernelRefinementConfig.scale_factors,
                  margin: float = KernelRefinementConfig.scale_margin,
                  sigma: float | None = None) -> tuple[torch.Tensor, float]:
-    """Rescale k̂ about its centroid by the factor with the highest marginal likelihood
+    """Rescale k̂ along its motion (:func:`~restore.semiblind.kernels.rescale_kernel`) by the factor with the highest marginal likelihood
     (:func:`gaussian_marginal_nll`) among ``factors`` (and 1), if it beats k̂ itself by ``margin`` nats
     per pixel and is not at either end of the grid; else k̂.
 
