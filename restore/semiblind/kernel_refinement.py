@@ -172,9 +172,9 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor,
                  factors: tuple[float, ...] = KernelRefinementConfig.scale_factors,
                  margin: float = KernelRefinementConfig.scale_margin,
                  sigma: float | None = None) -> tuple[torch.Tensor, float]:
-    """Rescale k̂ along its motion (:func:`~restore.semiblind.kernels.rescale_kernel`) by the factor with the highest marginal likelihood
-    (:func:`gaussian_marginal_nll`) among ``factors`` (and 1), if it beats k̂ itself by ``margin`` nats
-    per pixel and is not at either end of the grid; else k̂.
+    """Rescale k̂ along its motion (:func:`~restore.semiblind.kernels.rescale_kernel`) by the factor with the
+    highest marginal likelihood (:func:`gaussian_marginal_nll`) among ``factors`` (and 1), if it beats k̂
+    itself by ``margin`` nats per pixel and is not at either end of the grid; else k̂.
 
     An optimum at the grid's end means the family does not explain y (a Gaussian-smeared k̂ keeps
     gaining likelihood as it shrinks: the blob, not the length, is wrong), so it is not taken.
