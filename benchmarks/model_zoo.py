@@ -32,7 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 sys.path.insert(0, str(ROOT))
 
-SIGMAS = ("data.val.degradations.0.sigma={}",)
+
+def sigma_evals(label: str, data: str) -> dict[str, tuple[str, list[str]]]:
+    """The denoisers' tables: ``data`` at σ = 15, 25, 50 (the val set's noise level override)."""
+    return {f"{label} σ={s}": (data, [f"data.val.degradations.0.sigma={s}"]) for s in (15, 25, 50)}
+
+
 #: what the cards say that no run records: task, data, the tables to evaluate, the papers' numbers
 ZOO = {
     "denoise_color": {
@@ -40,7 +45,7 @@ ZOO = {
         "experiment": "zoo/denoise_color",
         "training_data": "../shared/data/train/CBSD432 (432 BSD500 photographs, none of them in CBSD68); AWGN "
                          "σ ∈ [0, 50] drawn per 128² patch, unclipped",
-        "evals": {f"CBSD68 σ={s}": ("cbsd68", [f"data.val.degradations.0.sigma={s}"]) for s in (15, 25, 50)},
+        "evals": sigma_evals("CBSD68", "cbsd68"),
         "test_sized": ("cbsd68", [], 4),
         "papers": "CBSD68 σ 15/25/50, RGB: CBM3D 33.52/30.71/27.38, CDnCNN-B 33.90/31.24/27.95, "
                   "DRUNet 34.30/31.69/28.51 (their papers' tables)",
@@ -50,7 +55,7 @@ ZOO = {
         "experiment": "zoo/denoise_gray",
         "training_data": "../shared/data/train/BSD400 (DnCNN's 400 gray 180×180 images; BSD68 and Set12 not in "
                          "it); AWGN σ ∈ [0, 50] per 128² patch, unclipped",
-        "evals": {f"BSD68 σ={s}": ("bsd68", [f"data.val.degradations.0.sigma={s}"]) for s in (15, 25, 50)},
+        "evals": sigma_evals("BSD68", "bsd68"),
         "test_sized": ("bsd68", [], 4),
         "papers": "BSD68 σ 15/25/50, gray: BM3D 31.07/28.57/25.62, DnCNN-B 31.61/29.16/26.23, "
                   "DRUNet 31.91/29.48/26.59",
