@@ -238,6 +238,15 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
               None: [("scale", "rotation"), ("rotation", "scale")]}[cfg.scale_first]
     if not (cfg.scale and cfg.rotation):
         orders = orders[:1]
+    # when the length search keeps k̂, both orders rotate k̂ itself: search once (the key tensor is kept in the
+    # value so that its id cannot be reused by another kernel)
+    rotated: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def rotate(k: torch.Tensor) -> torch.Tensor:
+        if id(k) not in rotated:
+            rotated[id(k)] = (k, search_rotation(y, k, cfg.max_angle, sigma=sigma)[0].to(k_hat.device))
+        return rotated[id(k)][1]
+
     results = []
     for order in orders:
         k = k_hat
@@ -245,7 +254,7 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
             if step == "scale" and cfg.scale:
                 k = search_scale(y, k, tuple(cfg.scale_factors), cfg.scale_margin, sigma=sigma)[0]
             if step == "rotation" and cfg.rotation:
-                k = search_rotation(y, k, cfg.max_angle, sigma=sigma)[0].to(k_hat.device)
+                k = rotate(k)
         results.append(k)
     if len(results) == 1:
         return results[0]
