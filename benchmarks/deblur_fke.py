@@ -163,17 +163,16 @@ def _train(experiment: str, seed: int, steps: int, extra: list[str], out: Path) 
 
 
 def _synthetic_set(n_images: int):
-    from kornia.filters import filter2d
-
-    from restore.data import load_kernel
+    """CBSD68 × kernels12_k09–k12, as configs/data/deblur_test.yaml makes them for eval.py."""
+    from restore.data import KernelBlur
     from restore.utils.image import read_image
 
     images = sorted((SHARED / "denoise" / "CBSD68").glob("*.png"))[:n_images]
-    kernels = [load_kernel(SHARED / "kernels" / f"kernels12_k{k:02d}.txt") for k in (9, 10, 11, 12)]
+    blurs = [KernelBlur(str(SHARED / "kernels" / f"kernels12_k{k:02d}.txt")) for k in (9, 10, 11, 12)]
     for path in images:
-        gt = read_image(path, 3)[None]
-        for k in kernels:
-            yield filter2d(gt, k[None], border_type="reflect").clamp(0, 1), gt
+        gt = read_image(path, 3)
+        for blur in blurs:
+            yield blur(gt)[None], gt[None]
 
 
 def _gopro_set(n_images: int):

@@ -30,13 +30,14 @@ from kornia.enhance import adjust_gamma, jpeg_codec_differentiable
 from kornia.filters import filter2d, gaussian_blur2d
 from PIL import Image
 
-from restore.data.kernels import gaussian_kernel, random_motion_kernel
+from restore.data.kernels import gaussian_kernel, load_kernel, random_motion_kernel
 
 __all__ = [
     "Degradation",
     "AddGaussianNoise",
     "MotionBlur",
     "GaussianBlur",
+    "KernelBlur",
     "JPEGCompression",
     "RainStreaks",
     "Haze",
@@ -202,6 +203,40 @@ class GaussianBlur:
     def __repr__(self) -> str:
         return _describe(self, sigma=self.sigma, kernel_size=self.kernel_size, anisotropic=self.anisotropic,
                          task=self.task)
+
+
+class KernelBlur:
+    """Blur with one fixed kernel: the benchmark sets' recipe (e.g. CBSD68 × kernels12_k09–k12), applied like
+    the random blurs (``kornia.filters.filter2d``, reflect borders, clipped to [0, 1]).
+
+    Args:
+        kernel: a kernel file (``.txt``, ``.npy`` or an image; :func:`restore.data.load_kernel`) or a 2-D tensor;
+            normalised to sum 1.
+        task: task name of the samples.
+
+    Raises:
+        FileNotFoundError: the kernel file does not exist.
+        ValueError: the kernel is not 2-D, has a non-finite or negative entry, or sums to zero (named).
+    """
+
+    def __init__(self, kernel: str | torch.Tensor, task: str = "deblur") -> None:
+        if isinstance(kernel, torch.Tensor):
+            self.source = f"tensor of shape {tuple(kernel.shape)}"
+            kernel = kernel.detach().float()
+        else:
+            self.source = str(kernel)
+            kernel = load_kernel(kernel)
+        if kernel.ndim != 2 or not torch.isfinite(kernel).all() or (kernel < 0).any() or kernel.sum() <= 0:
+            raise ValueError(f"KernelBlur needs a 2-D, finite, non-negative kernel with a positive sum; "
+                             f"{self.source} is not")
+        self.kernel = kernel / kernel.sum()
+        self.task = task
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _convolve(image, self.kernel)
+
+    def __repr__(self) -> str:
+        return _describe(self, kernel=self.source, task=self.task)
 
 
 def _convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import open_dict
 
 from tests.data.conftest import needs_shared
 
@@ -121,3 +122,22 @@ def test_gopro_root_override_moves_every_split(compose, data_root, tmp_path):
     assert dm.root == str(moved)
     splits = (dm.train_dataset, dm.val_dataset, dm.test_dataset)  # each wrapped with its task id
     assert all(moved in pair.lq.parents for ds in splits for pair in ds.dataset.pairs)
+
+
+@needs_shared("kernels")
+@needs_shared("denoise", "CBSD68")
+@needs_shared("deblur", "GoPro_avgframes")
+def test_deblur_test_config_is_cbsd68_times_four_motion_kernels_and_gopro(compose):
+    cfg = compose("eval", ["data=deblur_test", "data.num_workers=0", "ckpt_path=unused"])
+    with open_dict(cfg):
+        for dataset in cfg.data.test:  # two 32² crops per set
+            dataset.crop_size, dataset.length = 32, 2
+    dm = instantiate(cfg.data)
+    dm.setup("test")
+    assert dm.task_names == ["cbsd68_k09", "cbsd68_k10", "cbsd68_k11", "cbsd68_k12", "gopro_avg"]
+    first = list(dm.test_dataloader())
+    again = list(instantiate(cfg.data).test_dataloader())
+    assert len(first) == 10 and all(torch.equal(a["lq"], b["lq"]) for a, b in zip(first, again))
+    for batch in first:  # every set is blurry: less high-frequency energy than its sharp target
+        hf = [float((x[..., 1:, :] - x[..., :-1, :]).abs().mean()) for x in (batch["lq"], batch["gt"])]
+        assert hf[0] < hf[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from restore.data import (
     GaussianBlur,
     Haze,
     JPEGCompression,
+    KernelBlur,
     LowLight,
     MotionBlur,
     RainStreaks,
@@ -113,6 +115,34 @@ def test_motion_blur_does_not_shift_the_image():
         ys, xs = torch.meshgrid(torch.arange(41.0), torch.arange(41.0), indexing="ij")
         assert float((out * xs).sum() / out.sum()) == pytest.approx(20, abs=0.5)
         assert float((out * ys).sum() / out.sum()) == pytest.approx(20, abs=0.5)
+
+
+def test_kernel_blur_is_the_spatial_convolution_with_its_file_kernel(tmp_path):
+    kernel = torch.rand(5, 5, generator=_gen(1), dtype=torch.float64)
+    path = tmp_path / "k.txt"
+    np.savetxt(path, kernel.numpy() * 3)  # unnormalised on disk: normalised on load
+    blur = KernelBlur(str(path))
+    img = _image(3, 24)
+    out = blur(img)
+    # reference: correlation with the normalised kernel, reflect-padded, computed by hand
+    k = (kernel / kernel.sum()).float()
+    ref = F.conv2d(F.pad(img[:, None], (2, 2, 2, 2), mode="reflect"), k[None, None])[:, 0].clamp(0, 1)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(KernelBlur(kernel)(img), out, atol=1e-6, rtol=0)  # tensor or file: the same
+    assert "k.txt" in repr(blur)
+
+
+@pytest.mark.parametrize("bad", [torch.ones(3), torch.tensor([[1.0, -0.5], [0.2, 0.3]]),
+                                 torch.tensor([[float("nan"), 1.0]]), torch.zeros(3, 3)],
+                         ids=["1d", "negative", "nan", "zero-sum"])
+def test_kernel_blur_refuses_bad_kernels_by_name(bad):
+    with pytest.raises(ValueError, match="KernelBlur needs a 2-D, finite, non-negative kernel"):
+        KernelBlur(bad)
+
+
+def test_kernel_blur_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        KernelBlur(str(tmp_path / "nope.txt"))
 
 
 def test_jpeg_lower_quality_larger_error_and_8bit_output():
