@@ -23,7 +23,8 @@ Step times: wall-clock median and user-CPU-time median per step (one thread: the
 robust to other jobs on a shared machine; the wall time is not).
 
 Quality protocol: RGB in [0, 1], images clipped, PSNR/SSIM with no border crop (restore.metrics, rgb). Synthetic
-test: each CBSD68 image blurred with each kernel (kornia ``filter2d``, reflect borders, clipped, no noise); the
+test: each CBSD68 image blurred with each kernel moved to its centre of mass (the training kernels are centred;
+kernels12_k09–k12 sit 1–2 px off) (kornia ``filter2d``, reflect borders, clipped, no noise); the
 network runs on the whole image. GoPro_avgframes: full 1280×720 frames, ``restore_tensor(tile=512,
 tile_overlap=128)``. The checkpoint tested is the run's last (EMA weights), not a val-selected one, because
 the quick experiments validate on GoPro_avgframes crops. Spread = min–max over seeds.
@@ -168,7 +169,7 @@ def _synthetic_set(n_images: int):
     from restore.utils.image import read_image
 
     images = sorted((SHARED / "denoise" / "CBSD68").glob("*.png"))[:n_images]
-    blurs = [KernelBlur(str(SHARED / "kernels" / f"kernels12_k{k:02d}.txt")) for k in (9, 10, 11, 12)]
+    blurs = [KernelBlur(str(SHARED / "kernels" / f"kernels12_k{k:02d}.txt"), center=True) for k in (9, 10, 11, 12)]
     for path in images:
         gt = read_image(path, 3)
         for blur in blurs:
@@ -215,7 +216,7 @@ def quality(args: argparse.Namespace, extra: list[str]) -> None:
         t0 = time.perf_counter()
         ckpt = _train(exp, seed, args.steps, extra, out)
         train_s = time.perf_counter() - t0
-        cache = ckpt.parent.parent / f"test_{args.cbsd_images}_{args.gopro_images}.json"
+        cache = ckpt.parent.parent / f"test_{args.cbsd_images}_{args.gopro_images}_centred.json"
         if not cache.is_file():
             env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
             proc = subprocess.run([sys.executable, __file__, "test", "--ckpt", str(ckpt), "--cbsd-images",

@@ -40,7 +40,13 @@ from restore.data.layouts import (
     rain100_pairs,
     sots_pairs,
 )
-from restore.data.kernels import gaussian_kernel, load_kernel, random_motion_kernel, random_motion_trajectory
+from restore.data.kernels import (
+    center_kernel,
+    gaussian_kernel,
+    load_kernel,
+    random_motion_kernel,
+    random_motion_trajectory,
+)
 
 __all__ = [
     # datamodule
@@ -77,4 +83,5 @@ __all__ = [
     "random_motion_trajectory",
     "gaussian_kernel",
     "load_kernel",
+    "center_kernel",
 ]

@@ -30,7 +30,7 @@ from kornia.enhance import adjust_gamma, jpeg_codec_differentiable
 from kornia.filters import filter2d, gaussian_blur2d
 from PIL import Image
 
-from restore.data.kernels import gaussian_kernel, load_kernel, random_motion_kernel
+from restore.data.kernels import center_kernel, gaussian_kernel, load_kernel, random_motion_kernel
 
 __all__ = [
     "Degradation",
@@ -212,6 +212,9 @@ class KernelBlur:
     Args:
         kernel: a kernel file (``.txt``, ``.npy`` or an image; :func:`restore.data.load_kernel`) or a 2-D tensor;
             normalised to sum 1.
+        center: move the kernel's centre of mass to its centre first (:func:`restore.data.center_kernel`), so
+            the blurry image is not shifted against its target: the protocol for networks trained on centred
+            kernels. False keeps the file's kernel as is (non-blind methods that are given the kernel).
         task: task name of the samples.
 
     Raises:
@@ -219,7 +222,7 @@ class KernelBlur:
         ValueError: the kernel is not 2-D, has a non-finite or negative entry, or sums to zero (named).
     """
 
-    def __init__(self, kernel: str | torch.Tensor, task: str = "deblur") -> None:
+    def __init__(self, kernel: str | torch.Tensor, center: bool = False, task: str = "deblur") -> None:
         if isinstance(kernel, torch.Tensor):
             self.source = f"tensor of shape {tuple(kernel.shape)}"
             kernel = kernel.detach().float()
@@ -229,14 +232,15 @@ class KernelBlur:
         if kernel.ndim != 2 or not torch.isfinite(kernel).all() or (kernel < 0).any() or kernel.sum() <= 0:
             raise ValueError(f"KernelBlur needs a 2-D, finite, non-negative kernel with a positive sum; "
                              f"{self.source} is not")
-        self.kernel = kernel / kernel.sum()
+        self.kernel = center_kernel(kernel) if center else kernel / kernel.sum()
+        self.center = center
         self.task = task
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return _convolve(image, self.kernel)
 
     def __repr__(self) -> str:
-        return _describe(self, kernel=self.source, task=self.task)
+        return _describe(self, kernel=self.source, center=self.center, task=self.task)
 
 
 def _convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

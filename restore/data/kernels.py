@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from kornia.filters import get_gaussian_kernel2d
 
-__all__ = ["random_motion_trajectory", "random_motion_kernel", "gaussian_kernel", "load_kernel"]
+__all__ = ["random_motion_trajectory", "random_motion_kernel", "gaussian_kernel", "load_kernel", "center_kernel"]
 
 
 def _uniform(generator: torch.Generator | None, low: float = 0.0, high: float = 1.0) -> float:
@@ -179,3 +179,34 @@ def load_kernel(path: str | Path) -> torch.Tensor:
     if arr.ndim != 2 or arr.sum() <= 0:
         raise ValueError(f"Kernel {path} must be a 2-D array with a positive sum, got shape {arr.shape}")
     return torch.from_numpy(arr / arr.sum()).float()
+
+
+def center_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """Shift a kernel so that its centre of mass lies on the centre pixel of an odd square canvas.
+
+    Blurring with the result does not shift the image, as with :func:`random_motion_kernel`'s kernels, so a
+    network trained on those is not scored on a global shift it cannot know (file kernels such as
+    kernels12_k09–k12 sit 1–2 px off-centre; no method recovers that shift from the blurry image alone).
+    Integer part by placement, the sub-pixel rest by a bilinear ``kornia.geometry.transform.translate``
+    (which keeps the centroid exact but spreads each tap over at most 2×2 pixels).
+
+    Args:
+        kernel: (kh, kw) non-negative kernel with a positive sum.
+
+    Returns:
+        (s, s) float32 kernel summing to 1, s odd and large enough to hold the shifted kernel.
+    """
+    from kornia.geometry.transform import translate
+
+    k = kernel.detach().double()
+    h, w = k.shape
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=k.dtype), torch.arange(w, dtype=k.dtype), indexing="ij")
+    cy, cx = float((k * yy).sum() / k.sum()), float((k * xx).sum() / k.sum())
+    reach = max(cy, h - 1 - cy, cx, w - 1 - cx)  # farthest tap from the centroid, per axis
+    side = 2 * math.ceil(reach) + 3  # odd, one free pixel beyond the reach on each side
+    oy, ox = side // 2 - round(cy), side // 2 - round(cx)
+    canvas = torch.zeros(side, side, dtype=k.dtype)
+    canvas[oy : oy + h, ox : ox + w] = k
+    shift = torch.tensor([[side // 2 - (ox + cx), side // 2 - (oy + cy)]], dtype=k.dtype)  # (x, y) pixels
+    out = translate(canvas[None, None], shift, mode="bilinear", align_corners=True)[0, 0].clamp_min(0)
+    return (out / out.sum()).float()

@@ -9,7 +9,14 @@ import pytest
 import torch
 from kornia.filters import get_gaussian_kernel2d
 
-from restore.data.kernels import gaussian_kernel, load_kernel, random_motion_kernel, random_motion_trajectory
+from restore.data import KernelBlur
+from restore.data.kernels import (
+    center_kernel,
+    gaussian_kernel,
+    load_kernel,
+    random_motion_kernel,
+    random_motion_trajectory,
+)
 
 SHARED_KERNELS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kernels"
 
@@ -82,3 +89,32 @@ def test_load_kernel_normalises_and_names_bad_files(tmp_path):
 def test_load_shared_kernels():
     assert load_kernel(SHARED_KERNELS / "kernels12_k10.txt").shape == (25, 25)
     assert float(load_kernel(SHARED_KERNELS / "k_large_1.png").sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def _centroid(img: torch.Tensor) -> tuple[float, float]:
+    ys, xs = torch.meshgrid(torch.arange(float(img.shape[-2])), torch.arange(float(img.shape[-1])), indexing="ij")
+    return float((img * ys).sum() / img.sum()), float((img * xs).sum() / img.sum())
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (1.6, -2.3), (-3.0, 0.5)])
+def test_center_kernel_puts_the_centre_of_mass_on_the_centre_pixel(offset):
+    # an off-centre blob: a Gaussian whose centre is `offset` px away from the middle of an 11×9 array
+    yy, xx = torch.meshgrid(torch.arange(11.0), torch.arange(9.0), indexing="ij")
+    k = torch.exp(-((yy - 5 - offset[0]) ** 2 + (xx - 4 - offset[1]) ** 2) / 2) * (1 + (xx > 4))
+    centred = center_kernel(k)
+    side = centred.shape[0]
+    assert centred.shape == (side, side) and side % 2 == 1
+    assert float(centred.sum()) == pytest.approx(1.0, abs=1e-6) and float(centred.min()) >= 0
+    cy, cx = _centroid(centred)
+    assert cy == pytest.approx(side // 2, abs=1e-4) and cx == pytest.approx(side // 2, abs=1e-4)
+
+
+def test_kernel_blur_with_center_does_not_shift_the_image():
+    k = torch.zeros(9, 9)
+    k[1, 6], k[2, 7] = 0.5, 0.5  # 3 px off-centre: as a file kernel, it shifts the image
+    img = torch.zeros(1, 41, 41)
+    img[0, 20, 20] = 1.0
+    shifted = _centroid(KernelBlur(k)(img)[0])
+    assert abs(shifted[0] - 20) > 2 and abs(shifted[1] - 20) > 2
+    cy, cx = _centroid(KernelBlur(k, center=True)(img)[0])
+    assert cy == pytest.approx(20, abs=1e-4) and cx == pytest.approx(20, abs=1e-4)
