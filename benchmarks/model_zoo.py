@@ -75,7 +75,9 @@ ZOO = {
                 "steps (DeepRFT: 3000 GoPro epochs). A larger GPU run did not beat it: 1.49M parameters (width 24, "
                 "2 RevCol columns), 3600 steps of 16 × 128² on a lent H100 (three calls, resumed from "
                 "last.ckpt, 16 min): 22.45 dB against this model's 22.51 on the first 8 images of each deblur_test "
-                "set (inputs 22.24); not shipped.",
+                "set (inputs 22.24); not shipped. It deblurs its own kind of blur better (+1.25 dB against +0.62 on 12 "
+                "held-out CBSD68 256² crops with fresh 25-px trajectory kernels): the test kernels and GoPro's real "
+                "blur, not only the training length, are what it fails on.",
         "papers": "DeepRFT 33.85 dB on the official GoPro test set (not comparable: GoPro_avgframes are 18 "
                   "pairs averaged from GoPro frames here, and the paper trains on GoPro's own pairs for 3000 epochs)",
     },
