@@ -41,6 +41,9 @@ likelihood check that undoes free-form steps that lower the marginal likelihood.
 128², gain over the best tuned Wiener/RL as is / shift-aligned) steps 1 + check moved the exact kernel
 from −1.51 / −0.35 to +0.54 / +0.93 dB and the 48 perturbed runs from −0.83 / +1.60 (worst −6.37 / −5.38)
 to −0.23 / +2.23 dB (worst −2.86 / −2.58); length +15 from −2.97 / −1.63 to −0.66 / +0.76 dB.
+Scoring proportional and across-thinned rescalings on the low band (:func:`search_scale`) then moved length
++15 on the same crops (kernels12 k09–k12, 36 runs with smear and estimate) from −0.46 / +0.93 to
++0.54 / +3.23 dB, smear and estimate unchanged (−0.53 / +2.23; −0.77 / +1.36 → −0.75 / +1.32).
 
 Hand-written: no library here implements blind kernel estimation for torch tensors. Kernel
 translation is inherent (k shifted by t and x by −t fit y equally): the refined kernel is
