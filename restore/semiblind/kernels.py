@@ -206,24 +206,26 @@ def principal_angle(kernel: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(-vy, vx)))  # rows grow downwards: flip y for counter-clockwise
 
 
-def rescale_kernel(kernel: Any, factor: float, along_axis: bool = True) -> np.ndarray:
+def rescale_kernel(kernel: Any, factor: float, along_axis: bool = True, across: float = 1.0) -> np.ndarray:
     """Stretch (factor > 1) or shorten a kernel about its centroid, along its principal axis only
-    (``along_axis``: a motion path gets longer, not thicker) or in both directions (as
+    (``along_axis``: a motion path gets longer, not thicker; ``across`` scales it across the axis, e.g. < 1
+    makes a smeared path thinner) or in both directions by ``factor`` (``along_axis=False``, as
     :func:`perturb_kernel`'s ``length``). Returns a float64 odd square summing to 1, centred on its centroid."""
     from kornia.geometry.transform import warp_affine
 
     k = as_kernel(kernel).double().numpy()
-    if factor <= 0:
-        raise ValueError(f"kernel scale factor must be > 0, got {factor}")
+    if factor <= 0 or across <= 0:
+        raise ValueError(f"kernel scale factors must be > 0, got {factor} along, {across} across")
     if factor != 1.0 and not along_axis:
         k = _warp(k, 0.0, factor)
-    elif factor != 1.0:
+    elif factor != 1.0 or across != 1.0:
         canvas, centre = _canvas(k, factor)
         c = np.array(centre)
         side = canvas.shape[0]
         a = math.radians(principal_angle(k))
         u = np.array([math.cos(a), -math.sin(a)])  # the axis in (x, y) pixel coordinates
-        m = np.eye(2) + (factor - 1.0) * np.outer(u, u)  # stretch along u, identity across it
+        v = np.array([-u[1], u[0]])
+        m = np.eye(2) + (factor - 1.0) * np.outer(u, u) + (across - 1.0) * np.outer(v, v)  # stretch along u, across v
         affine = np.concatenate([m, (c - m @ c)[:, None]], 1)
         t = warp_affine(torch.from_numpy(canvas)[None, None], torch.from_numpy(affine)[None], (side, side),
                         align_corners=True)

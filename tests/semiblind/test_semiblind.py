@@ -260,6 +260,50 @@ def test_scale_search_shortens_a_too_long_kernel_and_keeps_exact_and_smeared_one
     assert search_scale(y, torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5)).float())[1] == 1.0
 
 
+def test_rescale_kernel_across_the_motion_thins_a_path_and_keeps_its_length():
+    from restore.semiblind.kernels import kernel_length, rescale_kernel
+
+    thick = perturb_kernel(line_motion_kernel(21, 0.0), gaussian_sigma=1.5)
+    thin = rescale_kernel(thick, 1.0, across=0.5)
+    assert kernel_length(thin) == pytest.approx(kernel_length(thick), rel=0.1)
+
+    def rms_width(k):  # spread across the (horizontal) motion: row std of the mass
+        rows = np.arange(k.shape[0])
+        p = k.sum(axis=1)
+        return float(np.sqrt((p * (rows - (p * rows).sum()) ** 2).sum()))
+
+    assert rms_width(thin) < 0.7 * rms_width(thick)
+
+
+@pytest.mark.parametrize("extra", [6, 12])
+def test_scale_search_recovers_the_factor_of_a_proportionally_stretched_camera_shake_kernel(extra):
+    """perturb_kernel's length error stretches the path in both directions: the search must undo it
+    (an along-the-motion-only search left k̂ too thick and kept it; BSD68 test001, k12: −4.8 dB)."""
+    from restore.data.kernels import random_motion_kernel
+    from restore.semiblind.kernel_refinement import search_scale
+    from restore.semiblind.kernels import kernel_length
+
+    k = random_motion_kernel(17, torch.Generator().manual_seed(3), extent=0.9).double().numpy()
+    y, _ = _photo_problem(k)
+    too_long = torch.from_numpy(perturb_kernel(k, length=extra)).float()
+    true_factor = kernel_length(k) / kernel_length(too_long.numpy())
+    found, factor = search_scale(y, too_long)
+    assert factor == pytest.approx(true_factor, abs=0.1)
+    assert kernel_length(found.numpy()) == pytest.approx(kernel_length(k), rel=0.2)
+
+
+def test_low_band_likelihood_does_not_shrink_a_smeared_kernel_the_full_band_one_does():
+    """A smeared k̂ lacks y's high frequencies; the full-band likelihood repairs that by shrinking it.
+    (With a heavier smear, σ = 2 px, the low band shrinks it too: a known limit.)"""
+    from restore.semiblind.kernel_refinement import search_scale
+
+    k = line_motion_kernel(19, 35.0)
+    y, _ = _photo_problem(k)
+    smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5)).float()
+    assert search_scale(y, smeared)[1] == 1.0
+    assert search_scale(y, smeared, max_frequency=None, margin=0.0)[1] < 1.0
+
+
 def test_refinement_does_not_spoil_an_exact_kernel():
     """Joint MAP's free-form steps reshape a correct kernel (−1.6 dB here without the likelihood check)."""
     from restore.data.kernels import random_motion_kernel
