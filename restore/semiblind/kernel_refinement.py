@@ -4,8 +4,9 @@ Three steps:
 
 1. :func:`search_scale`: stretch or shorten k̂ about its centroid — along its motion (principal axis) only,
    or proportionally in both directions, or along it and thinner across it — by the factors (0.4–1.6
-   along) that maximise the Gaussian marginal likelihood of y in its low band (|ω| ≤ 0.15 cycles/px), p(y | k) = N(0, K S Kᵀ + σ²I) with a stationary power-law
-   image prior S(ω) = A/|∇(ω)|² (A profiled out), evaluated per frequency of the windowed y:
+   along) that maximise the Gaussian marginal likelihood of y in its low band (|ω| ≤ 0.15 cycles/px),
+   p(y | k) = N(0, K S Kᵀ + σ²I) with a stationary power-law image prior S(ω) = A/|∇(ω)|² (A profiled
+   out), evaluated per frequency of the windowed y:
 
        −log p(y | k) = Σ_ω |Y(ω)|² / (|K(ω)|² S(ω) + σ²) + log(|K(ω)|² S(ω) + σ²)   (+ const).
 
@@ -72,7 +73,8 @@ class KernelRefinementConfig:
 
     scale: bool = True  # first rescale k̂ by the maximum-marginal-likelihood factor (:func:`search_scale`)
     scale_factors: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.25, 1.4, 1.6)
-    scale_margin: float = 0.04  # nats per pixel (low band only) a rescaled k̂ must gain over k̂ (tuned on BSD400 dev crops)
+    # nats per pixel (low band only) a rescaled k̂ must gain over k̂ (tuned on BSD400 dev crops)
+    scale_margin: float = 0.04
     scale_max_frequency: float | None = 0.15  # the length search's likelihood on |ω| ≤ this (cycles/px) only
     scale_isotropic: bool = True  # also score k̂ rescaled in both directions (see :func:`search_scale`)
     scale_first: bool | None = None  # rescale then rotate (True), the other way round (False), or both, keeping
@@ -185,7 +187,8 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor,
                  isotropic: bool = KernelRefinementConfig.scale_isotropic,
                  across_factors: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9),
                  refine_step: float = 0.05,
-                 max_frequency: float | None = KernelRefinementConfig.scale_max_frequency) -> tuple[torch.Tensor, float]:
+                 max_frequency: float | None = KernelRefinementConfig.scale_max_frequency,
+                 ) -> tuple[torch.Tensor, float]:
     """Rescale k̂ about its centroid (:func:`~restore.semiblind.kernels.rescale_kernel`) by the (along, across)
     factors with the highest low-band marginal likelihood (:func:`gaussian_marginal_nll` on |ω| ≤
     ``max_frequency``), if it beats k̂ itself by ``margin`` nats per pixel and the along-motion factor is not at
@@ -290,7 +293,7 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
         for step in order:
             if step == "scale" and cfg.scale:
                 k = search_scale(y, k, tuple(cfg.scale_factors), cfg.scale_margin, sigma=sigma,
-                                     isotropic=cfg.scale_isotropic)[0]
+                                 isotropic=cfg.scale_isotropic, max_frequency=cfg.scale_max_frequency)[0]
             if step == "rotation" and cfg.rotation:
                 k = rotate(k)
         results.append(k)

@@ -304,6 +304,19 @@ def test_low_band_likelihood_does_not_shrink_a_smeared_kernel_the_full_band_one_
     assert search_scale(y, smeared, max_frequency=None, margin=0.0)[1] < 1.0
 
 
+def test_refinement_config_reaches_the_length_search():
+    """KernelRefinementConfig.scale_max_frequency is the search's, not only its default (it was ignored)."""
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig, _search_scale_and_rotation
+
+    k = line_motion_kernel(19, 35.0)
+    y, _ = _photo_problem(k)
+    smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5)).float()
+    low_band = KernelRefinementConfig(rotation=False)
+    full_band = KernelRefinementConfig(rotation=False, scale_max_frequency=None)
+    assert torch.equal(_search_scale_and_rotation(y, smeared, low_band, None), smeared)
+    assert _search_scale_and_rotation(y, smeared, full_band, None).sum(0).gt(1e-6).sum() < smeared.sum(0).gt(1e-6).sum()
+
+
 def test_refinement_does_not_spoil_an_exact_kernel():
     """Joint MAP's free-form steps reshape a correct kernel (−1.6 dB here without the likelihood check)."""
     from restore.data.kernels import random_motion_kernel
