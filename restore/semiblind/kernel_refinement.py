@@ -243,21 +243,20 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor,
         score(key)
     reference = scores[(1.0, 1.0)][0]
     best = min(scores, key=lambda key: scores[key][0])
+    if best == (1.0, 1.0) or best[0] in (grid[0], grid[-1]):
+        return k_hat, 1.0  # k̂ itself is the most likely, or the family does not explain y
     # a rival explanation of a thick k̂: the same path sharpened (k̂^p; a Gaussian cross-section narrows by √p).
     # If it beats every rescaling, k̂ is smeared rather than too long: keep it (taking k̂^p itself lost PSNR)
     for power in sharpen_powers:
         k = k_hat.clamp_min(0) ** power
         if gaussian_marginal_nll(y, k / k.sum(), sigma, max_frequency=max_frequency) < scores[best][0]:
             return k_hat, 1.0
-    if best[0] in (grid[0], grid[-1]):
-        return k_hat, 1.0
-    if best != (1.0, 1.0):  # a local refinement of the grid's optimum
-        d = refine_step
-        for key in [(best[0] + i * d, best[1] + j * d) if best[1] != best[0] else (best[0] + i * d,) * 2
-                    for i in (-1, 0, 1) for j in (-1, 0, 1)]:
-            score(key)
-        best = min(scores, key=lambda key: scores[key][0])
-    if best == (1.0, 1.0) or scores[best][0] > reference - margin:
+    d = refine_step  # a local refinement of the grid's optimum
+    for key in [(best[0] + i * d, best[1] + j * d) if best[1] != best[0] else (best[0] + i * d,) * 2
+                for i in (-1, 0, 1) for j in (-1, 0, 1)]:
+        score(key)
+    best = min(scores, key=lambda key: scores[key][0])
+    if scores[best][0] > reference - margin:
         return k_hat, 1.0
     return scores[best][1], best[0]
 
