@@ -11,7 +11,7 @@ Perturbed kernels come back centred on their centroid, as blind estimates are.
 
 Baselines with the same k̂: Wiener (regularisation) and RL (iterations), each tuned per kernel and
 perturbation on a SEPARATE image (BSD400 ``test_026``, a training image, never a test image; for the
-large kernels a 111–114² crop of it, what its 180² holds), not per test image. ``ours`` = ``deblur_semiblind(y, k̂, refine_kernel=True, prior=...)``; it never sees the
+large kernels a 111–114² crop of it, what its 180² holds), not per test image. ``ours`` = ``deblur_semiblind(y, k̂, refine_kernel=True, prior=...)`` (default ``"auto"``); it never sees the
 ground truth. PSNR/SSIM: ``restore.metrics`` protocol rgb (RGB or gray in [0, 1], no crop; SSIM
 Gaussian 11×11, σ = 1.5), on the full frame ("as is") and after the best integer shift within ±5 px
 (Levin et al. 2009; both images cropped by 5 px: "aligned"). ``gain`` = ours − best of (Wiener, RL).
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "k_large_1", "k_large_2"])
     p.add_argument("--perturbations", nargs="*", default=list(PERTURBATIONS), choices=list(PERTURBATIONS))
     p.add_argument("--crop", type=int, default=128, help="center crop of the observed image (px)")
-    p.add_argument("--prior", default="tv", choices=["tv", "denoiser", "dip"])
+    p.add_argument("--prior", default="auto", choices=["auto", "tv", "denoiser", "dip"])
     p.add_argument("--no-refine", action="store_true", help="use k̂ as given (ablation)")
     p.add_argument("--refine", default="{}", help="JSON overrides of KernelRefinementConfig")
     p.add_argument("--cfg", default="{}", help="JSON keyword arguments of the prior's solver")
@@ -75,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     from restore.utils.image import read_image
 
     channels = 3 if args.colour else 1
+    chosen: list[str] = []  # what prior="auto" chose, from its log record
+
+    class _PriorChoice(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            chosen.append(record.args[0])
+
+    logging.getLogger("restore.semiblind").addHandler(_PriorChoice())
+    logging.getLogger("restore.semiblind").setLevel(logging.INFO)
     files = [DATA / "denoise/Set12" / f"{s}.png" for s in args.images]
     files += [DATA / "denoise/BSD68" / f"{s}.png" for s in args.bsd68]
     files += [DATA / "denoise/CBSD68" / f"{s}.png" for s in args.colour]
@@ -118,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                 y, gt = problem
                 outs = {"blurry": y, "wiener": wiener_deconvolution(y, kh, reg), "rl": richardson_lucy(y, kh, its)}
                 t = time.time()
+                chosen.clear()
                 outs["ours"], k_used = deblur_semiblind(
                     y, kh, refine_kernel=not args.no_refine, prior=args.prior, refine=json.loads(args.refine),
                     return_kernel=True, device="cpu", **json.loads(args.cfg))
                 seconds = time.time() - t
                 res = {"image": f.stem, "kernel": kname, "perturbation": pname, "wiener_reg": reg, "rl_iterations": its,
-                       "seconds": seconds, "kernel_size": list(k_used.shape)}
+                       "seconds": seconds, "kernel_size": list(k_used.shape),
+                       "prior": chosen[0] if chosen else args.prior}
                 for m, x in outs.items():
                     q, qa = image_quality(x, gt), shift_aligned_quality(x, gt, 5)
                     res[m] = (q["psnr"], q["ssim"], qa["psnr"], qa["ssim"])
@@ -133,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(res)
                 print(f"{f.stem:>8} {kname:>13} {pname:>9} | " + " ".join(
                     f"{m} {res[m][0]:.2f}/{res[m][1]:.3f} ({res[m][2]:.2f})" for m in METHODS)
-                    + f" | gain {res['gain']:+.2f} (aligned {res['gain_aligned']:+.2f}) dB | {seconds:.0f}s", flush=True)
+                    + f" | gain {res['gain']:+.2f} (aligned {res['gain_aligned']:+.2f}) dB | {res['prior']} {seconds:.0f}s",
+                    flush=True)
     if not rows:
         return 0
     print("\nPSNR dB / SSIM as is (aligned PSNR)   [higher is better; protocol: restore.metrics rgb, no crop; "
@@ -153,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
               f"(aligned {min(r['gain_aligned'] for r in pert):+.2f}), wins {sum(r['gain'] > 0 for r in pert)}/{len(pert)}")
     print(f"time per image: {np.mean([r['seconds'] for r in rows]):.1f} s ({args.crop}², prior {args.prior}, "
           f"{args.threads} thread(s))")
+    if args.prior == "auto":
+        for pname in args.perturbations:
+            sel = [r for r in rows if r["perturbation"] == pname]
+            print(f"prior='auto' chose the denoiser in {sum(r['prior'] == 'denoiser' for r in sel)}/{len(sel)} {pname} runs")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
     return 0

@@ -3,21 +3,24 @@
 1. kernel refinement (:mod:`.kernel_refinement`): k̂'s length (marginal likelihood under a Gaussian
    image prior) and rotation (maximum likelihood), then a free-form refinement on a grown support
    tied to k̂ (softmax kernel, as SelfDeblur), kept only if the marginal likelihood prefers it;
-2. the image with the refined kernel and a prior: TV or the toolkit's learned denoiser in
-   half-quadratic splitting (:mod:`.plug_and_play`, DPIR-style), or the deep residual prior
+2. the image with the refined kernel and a prior: TV or the model zoo's blind denoiser (driven at each
+   level by injected noise) in half-quadratic splitting (:mod:`.plug_and_play`, DPIR-style) — by default
+   ``"auto"``: the learned prior when y gives no sign that the kernel is wrong
+   (:func:`.kernel_refinement.kernel_is_trusted`), else TV — or the deep residual prior
    (:mod:`.solver`; Tang et al., CVPR 2023, official code github.com/xl-tang3/UAUDeblur):
    y = k ⊗ x + r + s + n, x from an untrained DIP generator, r from an untrained residual
    generator for what the kernel cannot explain, s sparse outliers.
 
     from restore.semiblind import deblur_semiblind, perturb_kernel, load_kernel
     k_hat = perturb_kernel(load_kernel("k.txt"), angle=30)
-    sharp, k = deblur_semiblind("blurry.png", k_hat, prior="tv", return_kernel=True)
+    sharp, k = deblur_semiblind("blurry.png", k_hat, return_kernel=True)
 """
 
 from restore.data.kernels import gaussian_kernel, load_kernel
 from restore.semiblind.api import PRIORS, check_inputs, deblur_semiblind
 from restore.semiblind.baselines import edge_taper, richardson_lucy, wiener_deconvolution
-from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel, search_rotation
+from restore.semiblind.kernel_refinement import (KernelRefinementConfig, kernel_is_trusted, refine_kernel,
+                                                search_rotation)
 from restore.semiblind.kernels import as_kernel, disk_kernel, kernel_length, line_motion_kernel, perturb_kernel
 from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import estimate_noise_sigma, hqs_deconvolution, load_denoiser
@@ -25,6 +28,7 @@ from restore.semiblind.solver import FAST, PAPER, DeepResidualPrior, DRPConfig, 
 
 __all__ = [
     "deblur_semiblind", "check_inputs", "PRIORS", "refine_kernel", "search_rotation", "KernelRefinementConfig",
+    "kernel_is_trusted",
     "hqs_deconvolution", "estimate_noise_sigma", "load_denoiser", "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
     "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
     "load_kernel", "as_kernel", "perturb_kernel", "line_motion_kernel", "gaussian_kernel", "disk_kernel",

@@ -6,6 +6,7 @@ Kernel refinement: :mod:`restore.semiblind.kernel_refinement`; priors: :mod:`res
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -15,6 +16,8 @@ from restore.semiblind.solver import DeepResidualPrior, config_from
 from restore.utils.image import from_tensor, to_tensor
 
 __all__ = ["deblur_semiblind", "check_inputs", "PRIORS"]
+
+log = logging.getLogger("restore.semiblind")
 
 
 def check_inputs(image: torch.Tensor, kernel: torch.Tensor, gt: torch.Tensor | None = None) -> None:
@@ -33,7 +36,7 @@ def check_inputs(image: torch.Tensor, kernel: torch.Tensor, gt: torch.Tensor | N
         raise ValueError(f"ground truth shape {tuple(gt.shape)} differs from the image shape {tuple(image.shape)}")
 
 
-PRIORS = ("dip", "tv", "denoiser")
+PRIORS = ("auto", "tv", "denoiser", "dip")
 
 
 def deblur_semiblind(
@@ -42,7 +45,7 @@ def deblur_semiblind(
     seed: int = 0,
     *,
     refine_kernel: bool = True,
-    prior: str = "tv",
+    prior: str = "auto",
     preset: str = "fast",
     device: str | torch.device | None = None,
     gt: Any = None,
@@ -60,18 +63,22 @@ def deblur_semiblind(
        highest marginal likelihood and rotated by the maximum-likelihood angle, then refined on a support
        grown by a margin, tied to k̂, kept only if the marginal likelihood prefers it
        (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
-    2. the image with the (refined) kernel and the chosen ``prior``: ``"tv"`` (HQS with total variation,
-       seconds), ``"denoiser"`` (DPIR-style plug-and-play with the shipped learned denoiser, seconds) or
-       ``"dip"`` (the deep residual prior of Tang et al. 2023: DIP image net + residual net for what the
-       kernel cannot explain; minutes).
+    2. the image with the (refined) kernel and the chosen ``prior``: ``"auto"`` (the default: ``"denoiser"``
+       when y gives no sign that the kernel is wrong, :func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`,
+       else ``"tv"``), ``"tv"`` (HQS with total variation, seconds), ``"denoiser"`` (DPIR-style plug-and-play
+       with the model zoo's blind denoiser, tens of seconds; best with an accurate kernel, worse than TV under
+       kernel error) or ``"dip"`` (the deep residual prior of Tang et al. 2023: DIP image net + residual net for
+       what the kernel cannot explain; minutes).
 
     Args:
         image: blurry image — path, PIL image, numpy (H×W or H×W×C, uint8 or float in [0, 1]) or
             tensor ((C, H, W) or (1, C, H, W) in [0, 1]); gray or RGB.
         kernel: (kh, kw) array/tensor summing to 1, or a path (.png normalised to sum 1, .txt, .npy).
-        seed: seeds the networks and their inputs (``prior="dip"``; bitwise-reproducible on CPU).
+        seed: seeds the networks and their inputs (``prior="dip"``) or the injected noise (``"denoiser"``);
+            bitwise-reproducible on CPU.
         refine_kernel: refine k̂ first (default) or use it as it is.
-        prior: ``"tv"`` (default), ``"denoiser"`` or ``"dip"``.
+        prior: ``"auto"`` (default), ``"tv"``, ``"denoiser"`` or ``"dip"``; the choice of ``"auto"`` is logged
+            (logger ``restore.semiblind``, INFO).
         preset: ``prior="dip"`` only: 'fast' (600 iterations) or 'paper' (the paper's networks, 2000 iterations).
         device: default: the input tensor's device, else CUDA when available, else CPU.
         gt: ground truth (same kinds as ``image``), only for the DIP PSNR history — never for stopping.
@@ -80,16 +87,16 @@ def deblur_semiblind(
         return_history: also return the per-25-iteration DIP history (empty for the other priors).
         refine: overrides of :class:`~restore.semiblind.kernel_refinement.KernelRefinementConfig`.
         **cfg: overrides of :class:`~restore.semiblind.solver.DRPConfig` (``prior="dip"``) or keyword
-            arguments of :func:`~restore.semiblind.plug_and_play.hqs_deconvolution` (``"tv"``/``"denoiser"``).
+            arguments of :func:`~restore.semiblind.plug_and_play.hqs_deconvolution` (the other priors).
 
     Returns:
         the restored image in the input's kind; with ``return_kernel``/``return_residual``/``return_history``
         a tuple (image, kernel?, residual?, history?).
     """
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig, kernel_is_trusted
     from restore.semiblind.kernel_refinement import refine_kernel as refine_kernel_fn
     from restore.semiblind.operators import BlurOperator
-    from restore.semiblind.plug_and_play import hqs_deconvolution
+    from restore.semiblind.plug_and_play import hqs_deconvolution, load_denoiser
 
     if prior not in PRIORS:
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
@@ -102,18 +109,25 @@ def deblur_semiblind(
             "cuda" if torch.cuda.is_available() else "cpu")
     y = y.to(device)
     k = k.float().to(device)
+    if prior in ("auto", "denoiser") and cfg.get("denoiser") is None:
+        load_denoiser(y.shape[1], cfg.get("denoiser_path"))  # a missing file fails now, not after the refinement
+    refine_cfg = KernelRefinementConfig(**(refine or {}))
+    kept = True
     if refine_kernel:
-        k = refine_kernel_fn(y, k, KernelRefinementConfig(**(refine or {})))
+        k, kept = refine_kernel_fn(y, k, refine_cfg, return_kept=True)
         if k.shape[0] > y.shape[-2] or k.shape[1] > y.shape[-1]:
             raise ValueError(f"refined kernel ({k.shape[0]}×{k.shape[1]}) is larger than the image "
                              f"({y.shape[-2]}×{y.shape[-1]}): pass refine={{'margin': 0}} or a larger image")
+    if prior == "auto":  # the learned prior only pays with an accurate kernel: TV otherwise (README, semi-blind)
+        prior = "denoiser" if kernel_is_trusted(y, k, kept, refine_cfg) else "tv"
+        log.info("prior='auto': %s (kernel %s by the refinement)", prior, "kept" if kept else "changed")
     history: list = []
     if prior == "dip":
         model = DeepResidualPrior(y, k, config_from(preset, **cfg), seed=seed)
         history = model.run(gt=g.to(device) if g is not None else None)
         restored, residual = model.estimate(), model.residual()
     else:
-        x = hqs_deconvolution(y, k, prior=prior, extended=True, **cfg)
+        x = hqs_deconvolution(y, k, prior=prior, extended=True, **{"seed": seed, **cfg})
         op = BlurOperator(k, tuple(y.shape[-2:]))
         restored, residual = op.crop_latent(x), y - op(x)
     out = [from_tensor(restored, kind)]

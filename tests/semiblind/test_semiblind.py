@@ -201,12 +201,31 @@ def test_noise_level_estimate_is_close_on_a_flat_image():
     assert estimate_noise_sigma(y) == pytest.approx(0.02, rel=0.1)
 
 
-def test_shipped_denoiser_loads_and_is_small():
-    from restore.semiblind.plug_and_play import DENOISER_WEIGHTS, load_denoiser
+def test_denoiser_prior_uses_the_model_zoo_denoisers_and_names_a_missing_file(tmp_path):
+    from restore.semiblind.plug_and_play import load_denoiser
 
-    assert DENOISER_WEIGHTS[1].stat().st_size < 1.6e6
-    net, channels = load_denoiser(1)
-    assert channels == 1 and net(torch.rand(1, 1, 20, 24)).shape == (1, 1, 20, 24)
+    for channels in (1, 3):
+        net, net_channels = load_denoiser(channels)
+        assert net_channels == channels and net(torch.rand(1, channels, 20, 24)).shape == (1, channels, 20, 24)
+    with pytest.raises(ValueError, match="1 or 3"):
+        load_denoiser(2)
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+        load_denoiser(1, tmp_path / "nowhere.safetensors")
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):  # before the refinement's seconds
+        deblur_semiblind(torch.rand(1, 1, 40, 40), torch.ones(5, 5) / 25, denoiser_path=tmp_path / "nowhere.safetensors")
+
+
+def test_noise_injection_drives_the_blind_denoiser_and_is_seeded():
+    """A blind denoiser takes the x-step's ringing for signal; adding N(0, σ_i²) makes it act (SNORE)."""
+    from restore.semiblind.plug_and_play import hqs_deconvolution
+
+    y, gt = _photo_problem(line_motion_kernel(15, 30.0), size=96)
+    k = torch.from_numpy(line_motion_kernel(15, 30.0)).float()
+    injected = hqs_deconvolution(y, k, prior="denoiser", iterations=8, seed=0)
+    plain = hqs_deconvolution(y, k, prior="denoiser", iterations=8, inject_noise=False)
+    assert psnr(injected, gt) > psnr(plain, gt) + 0.5
+    assert torch.equal(injected, hqs_deconvolution(y, k, prior="denoiser", iterations=8, seed=0))
+    assert not torch.equal(injected, hqs_deconvolution(y, k, prior="denoiser", iterations=8, seed=1))
 
 
 def test_grown_support_is_capped_so_the_refined_kernel_fits_the_image():
@@ -370,3 +389,46 @@ def test_free_form_steps_keep_an_exact_kernel_on_a_real_dev_crop():
     for margin, lost in ((0.0, True), (KernelRefinementConfig.likelihood_margin, False)):
         refined = refine_kernel(y, k, KernelRefinementConfig(likelihood_margin=margin))
         assert (psnr(hqs_deconvolution(y, refined, prior="tv"), gt) < exact_psnr - 1.0) == lost, margin
+
+
+def test_auto_prior_takes_the_learned_prior_only_for_a_kernel_the_refinement_kept(caplog):
+    """prior="auto": an exact kernel passes both checks (denoiser); kernels the refinement changed don't (TV)."""
+    import logging
+
+    from restore.data.kernels import random_motion_kernel
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig, kernel_is_trusted, refine_kernel
+
+    k = random_motion_kernel(15, torch.Generator().manual_seed(1), extent=0.9).double().numpy()
+    y, gt = _photo_problem(k, size=96)
+    cfg = KernelRefinementConfig(outer_iterations=3)
+    for name, k_hat, trusted in [("exact", k, True), ("smear", perturb_kernel(k, gaussian_sigma=1.5), False),
+                                 ("angle", perturb_kernel(k, angle=30), False)]:
+        refined, kept = refine_kernel(y, torch.from_numpy(k_hat).float(), cfg, return_kept=True)
+        assert kept == trusted and kernel_is_trusted(y, refined, kept, cfg) == trusted, name
+    refine = {"outer_iterations": 3}
+    with caplog.at_level(logging.INFO, logger="restore.semiblind"):
+        auto = deblur_semiblind(y, k, refine=refine, device="cpu")
+    assert "prior='auto': denoiser" in caplog.text
+    assert torch.equal(auto, deblur_semiblind(y, k, prior="denoiser", refine=refine, device="cpu"))
+    assert psnr(auto, gt) > psnr(deblur_semiblind(y, k, prior="tv", refine=refine, device="cpu"), gt)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (BSD400, kernels12)")
+def test_sharpness_check_distrusts_a_smeared_kernel_the_refinement_kept():
+    """BSD400 test_010 (a dev image), kernels12 k09 smeared by σ = 1.5 px: no rescaling, rotation or free-form
+    kernel beats it, but its sharpening does — so "auto" keeps TV (the learned prior lost 3.6 dB there)."""
+    from restore.data.kernels import load_kernel
+    from restore.semiblind import as_kernel
+    from restore.semiblind.kernel_refinement import kernel_is_trusted, refine_kernel
+    from restore.utils.image import read_image
+
+    k = as_kernel(load_kernel(SHARED / "kernels" / "kernels12_k09.txt")).float()
+    img = read_image(SHARED / "train/BSD400/test_010.png", channels=1)[None]
+    (eh, ew), (h, w) = (128 + k.shape[0] - 1, 128 + k.shape[1] - 1), img.shape[-2:]
+    y, gt, _ = _blur(img[..., (h - eh) // 2 : (h - eh) // 2 + eh, (w - ew) // 2 : (w - ew) // 2 + ew], k)
+    y = (y + torch.from_numpy(np.random.default_rng(0).standard_normal(gt.shape)).float() * 2.55 / 255).clamp(0, 1)
+    smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5, seed=0)).float()
+    refined, kept = refine_kernel(y, smeared, return_kept=True)
+    assert kept and not kernel_is_trusted(y, refined, kept)
+    refined, kept = refine_kernel(y, k, return_kept=True)
+    assert kept and kernel_is_trusted(y, refined, kept)
