@@ -120,7 +120,8 @@ def deblur_semiblind(
                              f"({y.shape[-2]}×{y.shape[-1]}): pass refine={{'margin': 0}} or a larger image")
     if prior == "auto":  # the learned prior only pays with an accurate kernel: TV otherwise (README, semi-blind)
         prior = "denoiser" if kernel_is_trusted(y, k, kept, refine_cfg) else "tv"
-        log.info("prior='auto': %s (kernel %s by the refinement)", prior, "kept" if kept else "changed")
+        log.info("prior='auto': %s (kernel %s)", prior,
+                 ("kept by the refinement" if kept else "changed by the refinement") if refine_kernel else "as given")
     history: list = []
     if prior == "dip":
         model = DeepResidualPrior(y, k, config_from(preset, **cfg), seed=seed)

@@ -6,11 +6,12 @@
   log-spaced from 49/255 down to the noise level σ_n. D is the model zoo's blind denoiser
   (``denoise_gray`` / ``denoise_color``, see :func:`load_denoiser`). DPIR tells its denoiser σ_i by a
   noise-level map; ours are blind, so σ_i is imposed by adding N(0, σ_i²) noise to the denoiser's input
-  (seeded), the stochastic denoising regulariser of Renaud et al., "Plug-and-Play Image Restoration with
-  Stochastic deNOising REgularization", ICML 2024 (Eq. 5). Without it a blind denoiser sees the x-step's
-  ringing as signal and barely acts: on 12 BSD400 dev crops with the exact kernel, 22.32 dB plain vs 24.70
-  injected vs TV 24.44 (λ = 0.23, one draw). On 5 of them, λ ∈ [0.1, 4] × 8–32 iterations × 1–4 draws
-  averaged: λ = 0.35, 16 iterations, 4 draws best (26.13 dB; DPIR's λ = 0.23 with one draw 24.66; TV 24.42).
+  (seeded; averaged over ``draws``), as the stochastic denoising regulariser of Renaud et al., "Plug-and-Play
+  Image Restoration with Stochastic deNOising REgularization", ICML 2024, denoises x + σ·ξ, ξ ~ N(0, I).
+  Without it a blind denoiser sees the x-step's ringing as signal and barely acts: on 12 BSD400 dev crops
+  with the exact kernel, 22.32 dB plain vs 24.70 injected vs TV 24.44 (λ = 0.23, one draw). On 5 of them,
+  λ ∈ [0.1, 4] × 8–32 iterations × 1–4 draws averaged: λ = 0.35, 16 iterations, 4 draws best (26.13 dB;
+  DPIR's λ = 0.23 with one draw 24.66; TV 24.42).
   The dev crops are BSD400 images, which the zoo denoiser was trained on: the test benchmark's are not.
 - ``prior="tv"``: the same splitting for isotropic TV (v = ∇x; x-step with
   α‖∇x − v‖²; v ← soft-threshold), Wang et al., "A new alternating minimization algorithm for total
@@ -155,7 +156,7 @@ def hqs_deconvolution(
         y: blurry image (1, C, H, W) in [0, 1].
         kernel: (kh, kw), sum 1.
         prior: ``"denoiser"`` (DPIR-style plug-and-play) or ``"tv"``.
-        iterations: HQS iterations (DPIR: 8 for deblurring; 16 was better on the dev crops).
+        iterations: HQS iterations (DPIR: 8 for deblurring; 16 with λ = 0.35 and 4 draws on the dev crops).
         sigma: noise level of y (default: estimated, :func:`estimate_noise_sigma`).
         lam: DPIR's λ (``prior="denoiser"``; 0.35 chosen on BSD400 dev crops, see the module docstring).
         tv_weight: ``prior="tv"``: λ = tv_weight·σ_n in ½‖valid(k⊗x) − y‖² + λ‖∇x‖₁ (larger = smoother;
