@@ -109,8 +109,8 @@ def deblur_semiblind(
             "cuda" if torch.cuda.is_available() else "cpu")
     y = y.to(device)
     k = k.float().to(device)
-    if prior in ("auto", "denoiser") and cfg.get("denoiser") is None:
-        load_denoiser(y.shape[1], cfg.get("denoiser_path"))  # a missing file fails now, not after the refinement
+    if prior in ("auto", "denoiser") and cfg.get("denoiser_path") is not None:
+        load_denoiser(y.shape[1], cfg["denoiser_path"])  # a bad user file fails now, not after the refinement
     refine_cfg = KernelRefinementConfig(**(refine or {}))
     kept = True
     if refine_kernel:

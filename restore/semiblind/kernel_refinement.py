@@ -140,6 +140,12 @@ def _centroid(k: torch.Tensor) -> tuple[float, float]:
     return float((yy * k).sum() / s), float((xx * k).sum() / s)
 
 
+def _sharpened(k: torch.Tensor, power: float) -> torch.Tensor:
+    """k^power renormalised: the same path, thinner (a Gaussian cross-section narrows by √power)."""
+    k = k.clamp_min(0) ** power
+    return k / k.sum()
+
+
 def _recentre(k: torch.Tensor, target: tuple[float, float]) -> torch.Tensor:
     """Integer-shift k (zero fill) so its centroid is within half a pixel of ``target``."""
     cy, cx = _centroid(k)
@@ -252,8 +258,7 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor,
     # a rival explanation of a thick k̂: the same path sharpened (k̂^p; a Gaussian cross-section narrows by √p).
     # If it beats every rescaling, k̂ is smeared rather than too long: keep it (taking k̂^p itself lost PSNR)
     for power in sharpen_powers:
-        k = k_hat.clamp_min(0) ** power
-        if gaussian_marginal_nll(y, k / k.sum(), sigma, max_frequency=max_frequency) < scores[best][0]:
+        if gaussian_marginal_nll(y, _sharpened(k_hat, power), sigma, max_frequency=max_frequency) < scores[best][0]:
             return k_hat, 1.0
     d = refine_step  # a local refinement of the grid's optimum
     for key in [(best[0] + i * d, best[1] + j * d) if best[1] != best[0] else (best[0] + i * d,) * 2
@@ -424,7 +429,6 @@ def kernel_is_trusted(y: torch.Tensor, kernel: torch.Tensor, kept: bool = True,
     cfg = config or KernelRefinementConfig()
     y = y.float().mean(1, keepdim=True)
     sigma = max(sigma if sigma is not None else estimate_noise_sigma(y), cfg.sigma_floor)
-    kernel = kernel.to(y.device, torch.float32).clamp_min(0)
-    sharpened = kernel**cfg.trust_power
-    return (gaussian_marginal_nll(y, sharpened / sharpened.sum(), sigma)
-            - gaussian_marginal_nll(y, kernel / kernel.sum(), sigma)) > cfg.trust_margin
+    kernel = kernel.to(y.device, torch.float32)
+    return (gaussian_marginal_nll(y, _sharpened(kernel, cfg.trust_power), sigma)
+            - gaussian_marginal_nll(y, _sharpened(kernel, 1.0), sigma)) > cfg.trust_margin

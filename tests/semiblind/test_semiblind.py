@@ -369,22 +369,30 @@ def test_refinement_does_not_spoil_an_exact_kernel():
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
+def _dev_crop_problem(stem: str, kernel_name: str, size: int = 128):
+    """The benchmark's problem on a BSD400 dev image: centre crop, 'valid' blur, σ = 2.55/255 (numpy seed 0).
+
+    Returns (y, gt, kernel)."""
+    from restore.data.kernels import load_kernel
+    from restore.semiblind import as_kernel
+    from restore.utils.image import read_image
+
+    k = as_kernel(load_kernel(SHARED / "kernels" / f"{kernel_name}.txt")).float()
+    img = read_image(SHARED / "train/BSD400" / f"{stem}.png", channels=1)[None]
+    (eh, ew), (h, w) = (size + k.shape[0] - 1, size + k.shape[1] - 1), img.shape[-2:]
+    y, gt, _ = _blur(img[..., (h - eh) // 2 : (h - eh) // 2 + eh, (w - ew) // 2 : (w - ew) // 2 + ew], k)
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal(gt.shape)).float() * 2.55 / 255
+    return (y + noise).clamp(0, 1), gt, k
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (BSD400, kernels12)")
 def test_free_form_steps_keep_an_exact_kernel_on_a_real_dev_crop():
     """BSD400 test_100 (a dev image), kernels12 k09, exact: the free-form kernel beat the exact one by
     0.005 nats/px — within the prior's error — and cost 3 dB; the likelihood margin keeps the exact kernel."""
-    from restore.data.kernels import load_kernel
-    from restore.semiblind import as_kernel
     from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
     from restore.semiblind.plug_and_play import hqs_deconvolution
-    from restore.utils.image import read_image
 
-    k = as_kernel(load_kernel(SHARED / "kernels" / "kernels12_k09.txt")).float()
-    img = read_image(SHARED / "train/BSD400/test_100.png", channels=1)[None]
-    (eh, ew), (h, w) = (128 + k.shape[0] - 1, 128 + k.shape[1] - 1), img.shape[-2:]
-    y, gt, _ = _blur(img[..., (h - eh) // 2 : (h - eh) // 2 + eh, (w - ew) // 2 : (w - ew) // 2 + ew], k)
-    noise = torch.from_numpy(np.random.default_rng(0).standard_normal(gt.shape)).float() * 2.55 / 255  # the benchmark's
-    y = (y + noise).clamp(0, 1)
+    y, gt, k = _dev_crop_problem("test_100", "kernels12_k09")
     exact_psnr = psnr(hqs_deconvolution(y, k, prior="tv"), gt)
     for margin, lost in ((0.0, True), (KernelRefinementConfig.likelihood_margin, False)):
         refined = refine_kernel(y, k, KernelRefinementConfig(likelihood_margin=margin))
@@ -417,16 +425,9 @@ def test_auto_prior_takes_the_learned_prior_only_for_a_kernel_the_refinement_kep
 def test_sharpness_check_distrusts_a_smeared_kernel_the_refinement_kept():
     """BSD400 test_010 (a dev image), kernels12 k09 smeared by σ = 1.5 px: no rescaling, rotation or free-form
     kernel beats it, but its sharpening does — so "auto" keeps TV (the learned prior lost 3.6 dB there)."""
-    from restore.data.kernels import load_kernel
-    from restore.semiblind import as_kernel
     from restore.semiblind.kernel_refinement import kernel_is_trusted, refine_kernel
-    from restore.utils.image import read_image
 
-    k = as_kernel(load_kernel(SHARED / "kernels" / "kernels12_k09.txt")).float()
-    img = read_image(SHARED / "train/BSD400/test_010.png", channels=1)[None]
-    (eh, ew), (h, w) = (128 + k.shape[0] - 1, 128 + k.shape[1] - 1), img.shape[-2:]
-    y, gt, _ = _blur(img[..., (h - eh) // 2 : (h - eh) // 2 + eh, (w - ew) // 2 : (w - ew) // 2 + ew], k)
-    y = (y + torch.from_numpy(np.random.default_rng(0).standard_normal(gt.shape)).float() * 2.55 / 255).clamp(0, 1)
+    y, _, k = _dev_crop_problem("test_010", "kernels12_k09")
     smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5, seed=0)).float()
     refined, kept = refine_kernel(y, smeared, return_kept=True)
     assert kept and not kernel_is_trusted(y, refined, kept)
