@@ -433,3 +433,63 @@ def test_sharpness_check_distrusts_a_smeared_kernel_the_refinement_kept():
     assert kept and not kernel_is_trusted(y, refined, kept)
     refined, kept = refine_kernel(y, k, return_kept=True)
     assert kept and kernel_is_trusted(y, refined, kept)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (BSD400, kernels12)")
+def test_length_search_margins_shorten_a_modestly_too_long_kernel_and_keep_a_smeared_one():
+    """BSD400 dev crops: k11 at length +15 gains less than the former 0.04 nats/px margin from its shortening
+    (kept too long: −3.0 dB as is); k10 smeared by 1.5 px gains about as much from a shrink, but its sharpening
+    comes within ``rival_margin`` of that — a smear, kept."""
+    from restore.semiblind.kernel_refinement import search_scale
+
+    y, _, k = _dev_crop_problem("test_010", "kernels12_k11")
+    too_long = torch.from_numpy(perturb_kernel(k, length=15, seed=0)).float()
+    assert search_scale(y, too_long, margin=0.04)[1] == 1.0
+    assert search_scale(y, too_long)[1] < 0.8
+    y, _, k = _dev_crop_problem("test_100", "kernels12_k10")
+    smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5, seed=0)).float()
+    assert search_scale(y, smeared, rival_margin=0.0)[1] < 0.8
+    assert search_scale(y, smeared)[1] == 1.0
+
+
+def test_rms_radius_and_long_kept_kernels_skip_the_sharpness_check():
+    """A straight L-px line has RMS radius √((L² − 1)/12); a kept kernel at least ``trust_radius`` long is trusted
+    without the sharpness check (which has no power on it), a short smeared one still fails that check."""
+    from restore.semiblind.kernel_refinement import KernelRefinementConfig, kernel_is_trusted, rms_radius
+
+    line = torch.zeros(25, 31, dtype=torch.float64)
+    line[12, 3:28] = 1.0
+    assert rms_radius(line) == pytest.approx(((25**2 - 1) / 12) ** 0.5)
+    long_k, short_k = line_motion_kernel(55, 30.0), line_motion_kernel(19, 30.0)
+    assert rms_radius(torch.from_numpy(long_k)) > KernelRefinementConfig.trust_radius > rms_radius(
+        torch.from_numpy(perturb_kernel(short_k, length=15)))
+    for k, trusted in ((long_k, True), (short_k, False)):
+        y, _ = _photo_problem(k, size=96)
+        smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5)).float()
+        assert kernel_is_trusted(y, smeared, kept=True) == trusted
+        assert not kernel_is_trusted(y, smeared, kept=False)
+    assert kernel_is_trusted(y, smeared, kept=True, config=KernelRefinementConfig(trust_radius=0.0))
+
+
+def test_auto_prior_drops_the_learned_image_when_it_departs_from_tv(caplog):
+    """A smeared kernel that passed the trust checks (forced here): the learned prior fits the kernel's error into
+    the image and departs from TV's image by more than ``trust_departure`` of TV's change to y — "auto" returns
+    TV's image, which is the better one; with the exact kernel it keeps the learned prior's."""
+    import logging
+
+    from restore.data.kernels import random_motion_kernel
+
+    k = random_motion_kernel(15, torch.Generator().manual_seed(1), extent=0.9).double().numpy()
+    y, gt = _photo_problem(k, size=96)
+    smeared = perturb_kernel(k, gaussian_sigma=1.5)
+    forced = {"trust_margin": -1.0}  # the sharpness check distrusts this kernel: leave the decision to the departure
+    with caplog.at_level(logging.INFO, logger="restore.semiblind"):
+        auto = deblur_semiblind(y, smeared, refine_kernel=False, refine=forced, device="cpu")
+    assert "prior='auto': tv" in caplog.text and "departs from TV by" in caplog.text
+    tv = deblur_semiblind(y, smeared, refine_kernel=False, prior="tv", device="cpu")
+    assert torch.equal(auto, tv)
+    assert psnr(tv, gt) > psnr(deblur_semiblind(y, smeared, refine_kernel=False, prior="denoiser", device="cpu"), gt)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="restore.semiblind"):
+        deblur_semiblind(y, k, refine_kernel=False, refine=forced, device="cpu")
+    assert "prior='auto': denoiser" in caplog.text
