@@ -46,8 +46,8 @@ def _auto_prior(y: torch.Tensor, k: torch.Tensor, op: Any, kept: bool, refine_cf
     The learned prior when y gives no sign that the kernel is wrong
     (:func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`) and its image stays near TV's: a kernel
     error makes it fit the error into the image (artefacts TV does not make), so its image is dropped for TV's
-    when ‖x_learned − x_TV‖ > ``trust_departure`` · ‖x_TV − y‖ on the observed frame (kept dev runs, kernels12,
-    BSD400 128² and CBSD432 256²: exact kernels 0.25–0.76, wrong ones 0.70–1.96). Hand-written: a model-selection
+    when ‖x_learned − x_TV‖ > ``trust_departure`` · ‖x_TV − y‖ on the observed frame (kept dev runs,
+    kernels12, BSD400 128² and CBSD432 256²: exact kernels 0.25–0.76, wrong ones 0.70–1.96). Hand-written: a model-selection
     rule of this toolkit. Returns (the prior used, the latent image); the choice is logged.
     """
     from restore.semiblind.kernel_refinement import kernel_is_trusted
@@ -92,10 +92,10 @@ def deblur_semiblind(
        (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
     2. the image with the (refined) kernel and the chosen ``prior``: ``"auto"`` (the default: ``"denoiser"``
        when y gives no sign that the kernel is wrong, :func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`,
-       and its image stays near TV's; else ``"tv"``), ``"tv"`` (HQS with total variation, seconds), ``"denoiser"`` (DPIR-style plug-and-play
-       with the model zoo's blind denoiser, tens of seconds; best with an accurate kernel, worse than TV under
-       kernel error) or ``"dip"`` (the deep residual prior of Tang et al. 2023: DIP image net + residual net for
-       what the kernel cannot explain; minutes).
+       and its image stays near TV's; else ``"tv"``), ``"tv"`` (HQS with total variation, seconds),
+       ``"denoiser"`` (DPIR-style plug-and-play with the model zoo's blind denoiser, tens of seconds; best with
+       an accurate kernel, worse than TV under kernel error) or ``"dip"`` (the deep residual prior of Tang et
+       al. 2023: DIP image net + residual net for what the kernel cannot explain; minutes).
 
     Args:
         image: blurry image — path, PIL image, numpy (H×W or H×W×C, uint8 or float in [0, 1]) or

@@ -286,7 +286,8 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor,
     # If it beats every rescaling, k̂ is smeared rather than too long: keep it (taking k̂^p itself lost PSNR)
     lead = rival_margin if reference - scores[best][0] < rival_clear_gain else 0.0
     for power in sharpen_powers:
-        if gaussian_marginal_nll(y, _sharpened(k_hat, power), sigma, max_frequency=max_frequency) < scores[best][0] + lead:
+        rival = gaussian_marginal_nll(y, _sharpened(k_hat, power), sigma, max_frequency=max_frequency)
+        if rival < scores[best][0] + lead:
             return k_hat, 1.0
     d = refine_step  # a local refinement of the grid's optimum
     for key in [(best[0] + i * d, best[1] + j * d) if best[1] != best[0] else (best[0] + i * d,) * 2
