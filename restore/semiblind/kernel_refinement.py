@@ -91,6 +91,8 @@ class KernelRefinementConfig:
     scale_isotropic: bool = True  # also score k̂ rescaled in both directions (see :func:`search_scale`)
     # rival explanations of a thick k̂ in the length search: the same path sharpened, k̂^p (see :func:`search_scale`)
     sharpen_powers: tuple[float, ...] = (1.5, 2.0, 3.0)
+    # ... but this after a rotation: a 17-px line rotated 30° and back (resampled twice) "gained" 0.021 by halving
+    scale_margin_rotated: float = 0.04
     rival_margin: float = 0.01  # nats/px (low band) the rescaling must beat every sharpened rival by ...
     rival_clear_gain: float = 0.04  # ... unless it gains this much over k̂ (then beating them is enough)
     scale_first: bool | None = None  # rescale then rotate (True), the other way round (False), or both, keeping
@@ -349,7 +351,9 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
         k = k_hat
         for step in order:
             if step == "scale" and cfg.scale:
-                k = search_scale(y, k, tuple(cfg.scale_factors), cfg.scale_margin, sigma=sigma,
+                # after a rotation (k̂ resampled, its fit to y already improved) the former, stricter margin
+                margin = cfg.scale_margin if k is k_hat else cfg.scale_margin_rotated
+                k = search_scale(y, k, tuple(cfg.scale_factors), margin, sigma=sigma,
                                  isotropic=cfg.scale_isotropic, max_frequency=cfg.scale_max_frequency,
                                  sharpen_powers=tuple(cfg.sharpen_powers), rival_margin=cfg.rival_margin,
                                  rival_clear_gain=cfg.rival_clear_gain)[0]
