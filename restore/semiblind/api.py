@@ -11,7 +11,11 @@ from typing import Any
 
 import torch
 
+from restore.semiblind.kernel_refinement import KernelRefinementConfig, kernel_is_trusted
+from restore.semiblind.kernel_refinement import refine_kernel as refine_kernel_fn  # the name the argument takes
 from restore.semiblind.kernels import as_kernel
+from restore.semiblind.operators import BlurOperator
+from restore.semiblind.plug_and_play import hqs_deconvolution, load_denoiser
 from restore.semiblind.solver import DeepResidualPrior, config_from
 from restore.utils.image import from_tensor, to_tensor
 
@@ -39,20 +43,17 @@ def check_inputs(image: torch.Tensor, kernel: torch.Tensor, gt: torch.Tensor | N
 PRIORS = ("auto", "tv", "denoiser", "dip")
 
 
-def _auto_prior(y: torch.Tensor, k: torch.Tensor, op: Any, kept: bool, refine_cfg: Any, kernel_state: str,
-                **hqs_kwargs: Any) -> tuple[str, torch.Tensor]:
+def _auto_prior(y: torch.Tensor, k: torch.Tensor, op: BlurOperator, kept: bool, refine_cfg: KernelRefinementConfig,
+                kernel_state: str, **hqs_kwargs: Any) -> tuple[str, torch.Tensor]:
     """``prior="auto"``: the learned prior only pays with an accurate kernel, TV otherwise (README, semi-blind).
 
     The learned prior when y gives no sign that the kernel is wrong
     (:func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`) and its image stays near TV's: a kernel
     error makes it fit the error into the image (artefacts TV does not make), so its image is dropped for TV's
     when ‖x_learned − x_TV‖ > ``trust_departure`` · ‖x_TV − y‖ on the observed frame (kept dev runs,
-    kernels12, BSD400 128² and CBSD432 256²: exact kernels 0.25–0.76, wrong ones 0.70–1.96). Hand-written: a model-selection
-    rule of this toolkit. Returns (the prior used, the latent image); the choice is logged.
+    kernels12, BSD400 128² and CBSD432 256²: exact kernels 0.25–0.76, wrong ones 0.70–1.96). Hand-written: a
+    model-selection rule of this toolkit. Returns (the prior used, the latent image); the choice is logged.
     """
-    from restore.semiblind.kernel_refinement import kernel_is_trusted
-    from restore.semiblind.plug_and_play import hqs_deconvolution
-
     x_tv = hqs_deconvolution(y, k, prior="tv", extended=True, **hqs_kwargs)
     chosen, x, why = "tv", x_tv, f"kernel {kernel_state}"
     if kernel_is_trusted(y, k, kept, refine_cfg):
@@ -120,11 +121,6 @@ def deblur_semiblind(
         the restored image in the input's kind; with ``return_kernel``/``return_residual``/``return_history``
         a tuple (image, kernel?, residual?, history?).
     """
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig
-    from restore.semiblind.kernel_refinement import refine_kernel as refine_kernel_fn
-    from restore.semiblind.operators import BlurOperator
-    from restore.semiblind.plug_and_play import hqs_deconvolution, load_denoiser
-
     if prior not in PRIORS:
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
     y, kind = to_tensor(image)
