@@ -77,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
     channels = 3 if args.colour else 1
     chosen: list[str] = []  # what prior="auto" chose, from its log record
+    messages: list[str] = []  # ... and the record's whole message (why), kept in the JSON
 
     class _PriorChoice(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             chosen.append(record.args[0])
+            messages.append(record.getMessage())
 
     logging.getLogger("restore.semiblind").addHandler(_PriorChoice())
     logging.getLogger("restore.semiblind").setLevel(logging.INFO)
@@ -128,16 +130,18 @@ def main(argv: list[str] | None = None) -> int:
                 outs = {"blurry": y, "wiener": wiener_deconvolution(y, kh, reg), "rl": richardson_lucy(y, kh, its)}
                 t = time.time()
                 chosen.clear()
+                messages.clear()
                 outs["ours"], k_used = deblur_semiblind(
                     y, kh, refine_kernel=not args.no_refine, prior=args.prior, refine=json.loads(args.refine),
                     return_kernel=True, device="cpu", **json.loads(args.cfg))
                 seconds = time.time() - t
                 res = {"image": f.stem, "kernel": kname, "perturbation": pname, "wiener_reg": reg, "rl_iterations": its,
                        "seconds": seconds, "kernel_size": list(k_used.shape),
-                       "prior": chosen[0] if chosen else args.prior}
+                       "prior": chosen[0] if chosen else args.prior, "log": messages[:]}
                 for m, x in outs.items():
                     q, qa = image_quality(x, gt), shift_aligned_quality(x, gt, 5)
                     res[m] = (q["psnr"], q["ssim"], qa["psnr"], qa["ssim"])
+                    res[m + "_shift"] = (qa["dy"], qa["dx"])  # the aligning shift (translation of the estimate)
                 best = max(res["wiener"][0], res["rl"][0])
                 best_a = max(res["wiener"][2], res["rl"][2])
                 res["gain"], res["gain_aligned"] = res["ours"][0] - best, res["ours"][2] - best_a

@@ -150,7 +150,7 @@ def deblur_semiblind(
         op = BlurOperator(k, tuple(y.shape[-2:]))
         if prior == "auto":
             prior, x = _auto_prior(y, k, op, kept, refine_cfg, "kept by the refinement" if kept and refine_kernel
-                                   else "changed by the refinement" if refine_kernel else "as given",
+                                   else "changed or disputed by the refinement" if refine_kernel else "as given",
                                    **{"seed": seed, **cfg})
         else:
             x = hqs_deconvolution(y, k, prior=prior, extended=True, **{"seed": seed, **cfg})
