@@ -248,16 +248,17 @@ def gaussian_marginal_nll(y: torch.Tensor, kernel: torch.Tensor, sigma: float, k
 def gcv_score(y: torch.Tensor, kernel: torch.Tensor, max_frequency: float | None = None,
               log10_weights: tuple[float, float, int] = (-6.0, 0.0, 25)) -> float:
     """Generalised cross-validation score of ``kernel`` for y (lower is better): blur identification by GCV
-    (Reeves & Mersereau, "Blur identification by the method of generalized cross-validation", IEEE TIP 1992,
-    Eq. 20), minimised over the weight λ of a gradient-regularised (Tikhonov) deconvolution:
+    (Reeves & Mersereau, "Blur identification by the method of generalized cross-validation", IEEE TIP 1992),
+    minimised over the weight λ of a gradient-regularised (Tikhonov) deconvolution:
 
         GCV(k, λ) = mean_ω |1 − A(ω)|² |Y(ω)|² / (mean_ω (1 − A(ω)))²,   A = |K|² / (|K|² + λ|D|²),
 
     the influence (hat) matrix A diagonal in Fourier space (the windowed periodogram of
-    :func:`gaussian_marginal_nll` stands for |Y|²). Unlike the marginal likelihood it needs no noise level and
-    no prior scale, and Reeves & Mersereau found it less sensitive to a mismatched image model — the
-    marginal likelihood's weak point on images far from a power law (Set12 ``05``). ``max_frequency``: only
-    |ω| ≤ this (cycles/px) enter both means. Hand-written: no library offers it.
+    :func:`gaussian_marginal_nll` stands for |Y|²). Unlike the marginal likelihood it assumes no image spectrum,
+    no noise level and no prior scale: it scores how well a regularised deconvolution with k predicts each
+    frequency of y from the others — a second opinion where y's spectrum is far from the likelihood's power
+    law (Set12 ``05``). ``max_frequency``: only |ω| ≤ this (cycles/px) enter both means. Hand-written: no
+    library offers it.
     """
     power, k_power, d_power, wy, wx = _windowed_spectra(y, kernel)
     band = torch.ones_like(power) if max_frequency is None else ((wy**2 + wx**2) <= max_frequency**2).double()
