@@ -76,13 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     from restore.utils.image import read_image
 
     channels = 3 if args.colour else 1
-    chosen: list[str] = []  # what prior="auto" chose, from its log record
-    messages: list[str] = []  # ... and the record's whole message (why), kept in the JSON
+    records: list[logging.LogRecord] = []  # prior="auto"'s log: its choice (first argument) and why
 
     class _PriorChoice(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            chosen.append(record.args[0])
-            messages.append(record.getMessage())
+            records.append(record)
 
     logging.getLogger("restore.semiblind").addHandler(_PriorChoice())
     logging.getLogger("restore.semiblind").setLevel(logging.INFO)
@@ -129,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
                 y, gt = problem
                 outs = {"blurry": y, "wiener": wiener_deconvolution(y, kh, reg), "rl": richardson_lucy(y, kh, its)}
                 t = time.time()
-                chosen.clear()
-                messages.clear()
+                records.clear()
                 outs["ours"], k_used = deblur_semiblind(
                     y, kh, refine_kernel=not args.no_refine, prior=args.prior, refine=json.loads(args.refine),
                     return_kernel=True, device="cpu", **json.loads(args.cfg))
                 seconds = time.time() - t
                 res = {"image": f.stem, "kernel": kname, "perturbation": pname, "wiener_reg": reg, "rl_iterations": its,
                        "seconds": seconds, "kernel_size": list(k_used.shape),
-                       "prior": chosen[0] if chosen else args.prior, "log": messages[:]}
+                       "prior": records[0].args[0] if records else args.prior,
+                       "log": [r.getMessage() for r in records]}
                 for m, x in outs.items():
                     q, qa = image_quality(x, gt), shift_aligned_quality(x, gt, 5)
                     res[m] = (q["psnr"], q["ssim"], qa["psnr"], qa["ssim"])

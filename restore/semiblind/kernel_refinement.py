@@ -79,6 +79,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from restore.semiblind.kernels import rms_radius  # re-exported: kernel_is_trusted's length test
 from restore.semiblind.plug_and_play import estimate_noise_sigma, hqs_deconvolution
 
 __all__ = ["KernelRefinementConfig", "refine_kernel", "search_rotation", "search_scale", "gaussian_marginal_nll",
@@ -157,23 +158,11 @@ def _odd(n: float) -> int:
     return max(3, int(round(n)) | 1)
 
 
-def _coordinates(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column index of every tap of k, in k's dtype."""
-    return torch.meshgrid(torch.arange(k.shape[0], dtype=k.dtype), torch.arange(k.shape[1], dtype=k.dtype),
-                          indexing="ij")
-
-
 def _centroid(k: torch.Tensor) -> tuple[float, float]:
-    yy, xx = _coordinates(k)
+    yy, xx = torch.meshgrid(torch.arange(k.shape[0], dtype=k.dtype), torch.arange(k.shape[1], dtype=k.dtype),
+                            indexing="ij")
     s = k.sum()
     return float((yy * k).sum() / s), float((xx * k).sum() / s)
-
-
-def rms_radius(k: torch.Tensor) -> float:
-    """√(Σ k·|p − centroid|²): the kernel's spread in px (a motion path's length / √12 for a straight line)."""
-    cy, cx = _centroid(k)
-    yy, xx = _coordinates(k)
-    return float(((k * ((yy - cy) ** 2 + (xx - cx) ** 2)).sum() / k.sum()).sqrt())
 
 
 def _sharpened(k: torch.Tensor, power: float) -> torch.Tensor:
@@ -526,7 +515,7 @@ def kernel_is_trusted(y: torch.Tensor, kernel: torch.Tensor, kept: bool = True,
     (kernels12 k09–k12, 60 runs): it trusted 11 of the 12 exact kernels and none of the 48 perturbed ones
     (the closest perturbed run scored +0.0011, the lowest trusted exact one +0.0094).
 
-    A long kept kernel (:func:`rms_radius` ≥ ``trust_radius``) is trusted without the sharpness check: few
+    A long kept kernel (:func:`~restore.semiblind.kernels.rms_radius` ≥ ``trust_radius``) is trusted without the sharpness check: few
     frequencies pass it, and the check has no power there (4 BSD400 dev crops, 110², ``k_large_1/2``: the exact
     kernels scored −0.007 to +0.004, as their smears did), while a 1–1.5 px smear is a small error for it — the
     learned prior minus TV on the kept runs: exact +0.63 dB (7 runs), smear +0.34 (6), estimate −0.06 (7),
@@ -535,7 +524,7 @@ def kernel_is_trusted(y: torch.Tensor, kernel: torch.Tensor, kept: bool = True,
     if not kept:
         return False
     cfg = config or KernelRefinementConfig()
-    if rms_radius(kernel.detach().double().cpu()) >= cfg.trust_radius:
+    if rms_radius(kernel.detach().cpu().numpy()) >= cfg.trust_radius:
         return True
     y = y.float().mean(1, keepdim=True)
     sigma = max(sigma if sigma is not None else estimate_noise_sigma(y), cfg.sigma_floor)

@@ -34,6 +34,7 @@ __all__ = [
     "perturb_kernel",
     "rescale_kernel",
     "principal_angle",
+    "rms_radius",
 ]
 
 
@@ -193,17 +194,26 @@ def perturb_kernel(
     return k / k.sum()
 
 
-def principal_angle(kernel: np.ndarray) -> float:
-    """Angle (degrees, image x axis, counter-clockwise as :func:`perturb_kernel` rotates) of the kernel's
-    principal axis: the leading eigenvector of its mass-weighted coordinate covariance."""
-    k = np.asarray(kernel, dtype=np.float64)
+def _coordinate_covariance(k: np.ndarray) -> np.ndarray:
+    """Mass-weighted 2×2 covariance of the taps' (x, y) coordinates about the centroid."""
     yy, xx = np.indices(k.shape)
     cy, cx = _centroid(k)
     dy, dx = (yy - cy).ravel(), (xx - cx).ravel()
     w = k.ravel() / k.sum()
-    cov = np.array([[np.sum(w * dx * dx), np.sum(w * dx * dy)], [np.sum(w * dx * dy), np.sum(w * dy * dy)]])
-    vx, vy = np.linalg.eigh(cov)[1][:, -1]
+    return np.array([[np.sum(w * dx * dx), np.sum(w * dx * dy)], [np.sum(w * dx * dy), np.sum(w * dy * dy)]])
+
+
+def principal_angle(kernel: np.ndarray) -> float:
+    """Angle (degrees, image x axis, counter-clockwise as :func:`perturb_kernel` rotates) of the kernel's
+    principal axis: the leading eigenvector of its mass-weighted coordinate covariance."""
+    vx, vy = np.linalg.eigh(_coordinate_covariance(np.asarray(kernel, dtype=np.float64)))[1][:, -1]
     return float(np.degrees(np.arctan2(-vy, vx)))  # rows grow downwards: flip y for counter-clockwise
+
+
+def rms_radius(kernel: Any) -> float:
+    """√(Σ k·|p − centroid|² / Σ k): the kernel's spread in px, the root of its coordinate covariance's trace
+    (a straight L-px line: √((L² − 1)/12))."""
+    return float(np.sqrt(np.trace(_coordinate_covariance(np.asarray(kernel, dtype=np.float64)))))
 
 
 def rescale_kernel(kernel: Any, factor: float, along_axis: bool = True, across: float = 1.0) -> np.ndarray:
