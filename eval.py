@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint: `python eval.py ckpt_path=<ckpt> [data=<name>] [experiment=<name>] [save_images=true] [deploy=true]`.
+"""Evaluate a checkpoint: `python eval.py ckpt_path=<ckpt> [data=<name>] [experiment=<name>] [save_images=true]
+[deploy=true]`.
 
 The network is rebuilt from the checkpoint (its stored config, EMA weights when present), tested
 on the datamodule's test set (its val set when it has none); a rich table is printed and

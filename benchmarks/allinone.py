@@ -12,9 +12,10 @@ of ``BaryIRModule.training_step``), interleaved so both see the same machine loa
 
 ``compare``: trains ``experiment=allinone/baryir_quick`` and ``allinone/plain_quick`` for ``--steps``
 steps per seed, then evaluates each final (EMA) checkpoint in one ``eval.py`` run per table:
-``data=allinone_test`` (seen tasks on the real sets) and ``data=allinone_unseen`` (noise σ 60/75,
+``data=allinone/test`` (seen tasks on the real sets) and ``data=allinone/unseen`` (noise σ 60/75,
 JPEG q 20, rain + noise, Rain100H). ``--images K`` keeps the first K images of every test set but the
-7-pair SOTS sample (0: all). ``--models`` runs one of the two (two processes can share the work). Protocol: RGB [0,1], clipped, no crop, noise seeded (the all-in-one papers'). Prints per-task
+7-pair SOTS sample (0: all). ``--models`` runs one of the two (two processes can share the work). Protocol: RGB
+[0,1], clipped, no crop, noise seeded (the all-in-one papers'). Prints per-task
 PSNR mean ± std over seeds, the seen and unseen task averages, and BaryIR − plain.
 """
 
@@ -126,11 +127,13 @@ def compare(args: argparse.Namespace) -> None:
             if not ckpt.exists():
                 cfg = compose("train", [f"experiment=allinone/{name}_quick", f"seed={seed}",
                                         f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}",
-                                        "data.num_workers=0", "++trainer.enable_progress_bar=false", "logger=csv", "~callbacks.rich_progress_bar"], run)
+                                        "data.num_workers=0", "++trainer.enable_progress_bar=false", "logger=csv",
+                                        "~callbacks.rich_progress_bar"], run)
                 t0 = time.perf_counter()
                 train(cfg)
-                print(f"[{name} seed {seed}] trained {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
-            for table, data in (("seen", "allinone_test"), ("unseen", "allinone_unseen")):
+                print(f"[{name} seed {seed}] trained {args.steps} steps in {time.perf_counter() - t0:.0f} s",
+                      flush=True)
+            for table, data in (("seen", "allinone/test"), ("unseen", "allinone/unseen")):
                 if not (run / f"eval_{table}" / "metrics.json").exists():
                     _evaluate(ckpt, data, run / f"eval_{table}", args.images)
     report(args)

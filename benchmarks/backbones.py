@@ -260,8 +260,10 @@ def report(rows: list[dict], dw_rows: list[dict], args: argparse.Namespace) -> N
                     continue
                 any_row = f or b
                 t.add_row(net, layout, f"{any_row['params'] / 1e6:.3f}", f"{any_row['gmacs']:.2f}",
-                          f"{f['img_per_s']:.2f}" if f else "—", f"{f['peak_mib']:.0f}" if f and "peak_mib" in f else "—",
-                          f"{b['img_per_s']:.2f}" if b else "—", f"{b['peak_mib']:.0f}" if b and "peak_mib" in b else "—")
+                          f"{f['img_per_s']:.2f}" if f else "—",
+                          f"{f['peak_mib']:.0f}" if f and "peak_mib" in f else "—",
+                          f"{b['img_per_s']:.2f}" if b else "—",
+                          f"{b['peak_mib']:.0f}" if b and "peak_mib" in b else "—")
         console.print(t)
         for layout in args.layouts:
             inc = _find(rows, device=device, net="inceptionnext", layout=layout, **{"pass": "train"})

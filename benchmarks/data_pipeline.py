@@ -19,8 +19,7 @@ from torch.utils.data import DataLoader
 
 
 def degradations() -> dict:
-    from restore.data import (AddGaussianNoise, GaussianBlur, Haze, JPEGCompression, LowLight, MotionBlur,
-                              RainStreaks)
+    from restore.data import AddGaussianNoise, GaussianBlur, Haze, JPEGCompression, LowLight, MotionBlur, RainStreaks
 
     return {
         "awgn σ∈[0,50]": AddGaussianNoise((0, 50)),

@@ -15,7 +15,8 @@ Run by hand (each part prints its numbers side by side; ratios are measured, not
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the peak resident set size of a fresh process
 (``resource.getrusage``; glibc told to serve blocks ≥ 64 KiB by mmap, ``MALLOC_MMAP_THRESHOLD_=65536``, so
-freed activations leave the resident set at once), reported both as the whole process and as the growth during training steps over the
+freed activations leave the resident set at once), reported both as the whole process and as the growth during
+training steps over the
 process after building the net, its input and the optimizer (what activations and gradients add). Each variant
 runs in its own process so one's peak cannot hide the other's.
 
@@ -106,7 +107,8 @@ def child(args: argparse.Namespace) -> None:
 
 def run_child(args: argparse.Namespace, **overrides) -> dict:
     cmd = [sys.executable, __file__, args.part, "--net", args.net, "--size", str(args.size), "--batch", str(args.batch),
-           "--steps", str(args.steps), "--child", json.dumps(overrides)] + (["--device", args.device] if args.device else [])
+           "--steps", str(args.steps), "--child", json.dumps(overrides)]
+    cmd += ["--device", args.device] if args.device else []
     # large blocks straight from mmap, returned to the OS on free: the peak RSS then follows live memory
     # instead of glibc's heap high-water mark (fragmentation would otherwise blur the comparison)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -125,10 +127,12 @@ def memory(args: argparse.Namespace) -> None:
     print(f"{'columns':<12} {'params':>9} {'step s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'growth MB':>10}"
           + (f" {'CUDA MB':>9}" if "peak_cuda_mb" in p else ""))
     for name, row in rows.items():
-        print(f"{name:<12} {row['params']:>9} {row['step_s']:>8.2f} {row['step_cpu_s']:>7.2f} {row['peak_rss_mb']:>12.0f} "
-              f"{row['peak_rss_mb'] - row['base_rss_mb']:>10.0f}" + (f" {row['peak_cuda_mb']:>9.0f}" if "peak_cuda_mb" in row else ""))
+        cuda = f" {row['peak_cuda_mb']:>9.0f}" if "peak_cuda_mb" in row else ""
+        print(f"{name:<12} {row['params']:>9} {row['step_s']:>8.2f} {row['step_cpu_s']:>7.2f} "
+              f"{row['peak_rss_mb']:>12.0f} {row['peak_rss_mb'] - row['base_rss_mb']:>10.0f}{cuda}")
     growth = (r["peak_rss_mb"] - r["base_rss_mb"]) / (p["peak_rss_mb"] - p["base_rss_mb"])
-    print(f"reversible/plain: step time {r['step_s'] / p['step_s']:.2f}× wall, {r['step_cpu_s'] / p['step_cpu_s']:.2f}× "
+    print(f"reversible/plain: step time {r['step_s'] / p['step_s']:.2f}× wall, "
+          f"{r['step_cpu_s'] / p['step_cpu_s']:.2f}× "
           f"user CPU (target ≤ 1.4×), "
           f"peak RSS {r['peak_rss_mb'] / p['peak_rss_mb']:.2f}×, training growth {growth:.2f}× (target ≤ 0.6×)"
           + (f", CUDA peak {r['peak_cuda_mb'] / p['peak_cuda_mb']:.2f}×" if "peak_cuda_mb" in p else ""))
@@ -143,7 +147,8 @@ def overhead(args: argparse.Namespace) -> None:
     for name, row in rows.items():
         print(f"{name:<18} {row['params']:>9} {row['gmacs']:>7.2f} {row['step_s']:>8.2f} {row['step_cpu_s']:>7.2f}")
     f, n = rows["fourier (FKE)"], rows["none"]
-    print(f"FKE vs none: step time {f['step_s'] / n['step_s']:.2f}× wall, {f['step_cpu_s'] / n['step_cpu_s']:.2f}× user CPU, "
+    print(f"FKE vs none: step time {f['step_s'] / n['step_s']:.2f}× wall, "
+          f"{f['step_cpu_s'] / n['step_cpu_s']:.2f}× user CPU, "
           f"MACs {f['gmacs'] / n['gmacs']:.2f}×, "
           f"params {f['params'] / n['params']:.2f}×")
 
@@ -164,7 +169,7 @@ def _train(experiment: str, seed: int, steps: int, extra: list[str], out: Path) 
 
 
 def _synthetic_set(n_images: int):
-    """CBSD68 × kernels12_k09–k12, as configs/data/deblur_test.yaml makes them for eval.py."""
+    """CBSD68 × kernels12_k09–k12, as configs/data/deblur/test.yaml makes them for eval.py."""
     from restore.data import KernelBlur
     from restore.utils.image import read_image
 

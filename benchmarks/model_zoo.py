@@ -45,8 +45,8 @@ ZOO = {
         "experiment": "zoo/denoise_color",
         "training_data": "../shared/data/train/CBSD432 (432 BSD500 photographs, none of them in CBSD68); AWGN "
                          "σ ∈ [0, 50] drawn per 128² patch, unclipped",
-        "evals": sigma_evals("CBSD68", "cbsd68"),
-        "test_sized": ("cbsd68", [], 4),
+        "evals": sigma_evals("CBSD68", "denoise/cbsd68"),
+        "test_sized": ("denoise/cbsd68", [], 4),
         "papers": "CBSD68 σ 15/25/50, RGB: CBM3D 33.52/30.71/27.38, CDnCNN-B 33.90/31.24/27.95, "
                   "DRUNet 34.30/31.69/28.51 (their papers' tables)",
     },
@@ -55,8 +55,8 @@ ZOO = {
         "experiment": "zoo/denoise_gray",
         "training_data": "../shared/data/train/BSD400 (DnCNN's 400 gray 180×180 images; BSD68 and Set12 not in "
                          "it); AWGN σ ∈ [0, 50] per 128² patch, unclipped",
-        "evals": sigma_evals("BSD68", "bsd68"),
-        "test_sized": ("bsd68", [], 4),
+        "evals": sigma_evals("BSD68", "denoise/bsd68"),
+        "test_sized": ("denoise/bsd68", [], 4),
         "papers": "BSD68 σ 15/25/50, gray: BM3D 31.07/28.57/25.62, DnCNN-B 31.61/29.16/26.23, "
                   "DRUNet 31.91/29.48/26.59",
     },
@@ -66,8 +66,8 @@ ZOO = {
         "training_data": "../shared/data/train/CBSD432 blurred with random camera-shake trajectory kernels in a "
                          "25-px window (blurs of about 5–23 px) + σ ≤ 2.55 noise, 96² patches",
         "evals": {"CBSD68 × kernels12_k09–k12 (whole images) and GoPro_avgframes (18 pairs, whole 1280×720 frames)":
-                  ("deblur_test", [])},
-        "test_sized": ("deblur_test", [], 1),
+                  ("deblur/test", [])},
+        "test_sized": ("deblur/test", [], 1),
         "warning": "barely deblurs: +0.24 dB over the blurry inputs on average (see its card)",
         "note": "A short CPU run (2400 steps of 8 × 96², 58 min on a 2-core machine shared with two other runs): it "
                 "has started to deblur (CBSD68 × k09–k12 +0.02 to +0.86 dB, GoPro_avgframes +0.09 dB, SSIM up on "
@@ -87,8 +87,8 @@ ZOO = {
         "training_data": "../shared/data/train/CBSD432 with synthetic AWGN σ ∈ {15, 25, 50} (clipped), rain "
                          "streaks, haze (atmospheric scattering) and low light (gamma, gain, shot/read noise); "
                          "no real training pairs",
-        "evals": {"all-in-one 4-task table": ("allinone_test4", [])},
-        "test_sized": ("allinone_test4", [], 2),
+        "evals": {"all-in-one 4-task table": ("allinone/test4", [])},
+        "test_sized": ("allinone/test4", [], 2),
         "papers": "BaryIR 3-task (trained on real BSD400+WED / Rain100L / RESIDE-OTS pairs): SOTS 31.95, "
                   "Rain100L 39.36, BSD68 σ15/25/50 34.30/31.61/28.45, average 33.13 (RGB, no crop)",
     },
@@ -96,8 +96,8 @@ ZOO = {
         "task": "all-in-one restoration (noise, rain, haze, low light), ~10 % of the weights (MIR-L IMP)",
         "experiment": "zoo/allinone_baryir",
         "training_data": "as allinone_baryir",
-        "evals": {"all-in-one 4-task table": ("allinone_test4", [])},
-        "test_sized": ("allinone_test4", [], 2),
+        "evals": {"all-in-one 4-task table": ("allinone/test4", [])},
+        "test_sized": ("allinone/test4", [], 2),
         "note": "IMP of the shipped allinone_baryir (pretrained=allinone_baryir: its trained weights are θ₀) on a "
                 "lent H100 (6 min 15 s wall, shared with one other run): a short dense round 0 (100 steps), then 5 "
                 "rounds at rate 0.37 of 530 steps each (batch 16 × 128², lr 5e-4, cosine), rewind=none (the "
@@ -283,7 +283,8 @@ def table(args: argparse.Namespace) -> None:
     """The README's model-zoo table, from the cards."""
     from restore.model_zoo import model_card
 
-    print("| model | task | params (non-zero) | file | test set (protocol: RGB [0,1], no crop) | PSNR in → out | SSIM out |")
+    print("| model | task | params (non-zero) | file | test set (protocol: RGB [0,1], no crop) "
+          "| PSNR in → out | SSIM out |")
     print("|---|---|---|---|---|---|---|")
     for name in args.names:
         card = model_card(name)

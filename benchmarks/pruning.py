@@ -74,7 +74,8 @@ def print_quality(reports: dict[str, dict]) -> None:
         print(f"\nIMP with rewinding to θ₀ (protocol: {imp['protocol']}); Δ = task-average PSNR − dense")
         print("input PSNR (degraded images): " + ", ".join(f"{t} {v:.2f}" for t, v in inputs.items())
               + f", average {sum(inputs.values()) / len(inputs):.2f} dB")
-        print(f"{'round':>5} {'prunable':>9} {'all':>7} " + " ".join(f"{t:>15}" for t in tasks) + f" {'avg':>6} {'Δ':>6}")
+        print(f"{'round':>5} {'prunable':>9} {'all':>7} " + " ".join(f"{t:>15}" for t in tasks)
+              + f" {'avg':>6} {'Δ':>6}")
         for e in rounds:
             cells = " ".join(f"{e['metrics'][t]['psnr']:>6.2f} / {e['metrics'][t]['ssim']:.3f}" for t in tasks)
             print(f"{e['round']:>5} {e['fraction_prunable']:>9.2%} {e['fraction_all']:>7.2%} {cells} "
@@ -85,7 +86,8 @@ def print_quality(reports: dict[str, dict]) -> None:
         last, first = rep["rounds"][-1], rep["rounds"][0]
         steps = sum(e["steps"] for e in rep["rounds"])
         print(f"{arm:<9} {last['fraction_all']:>10.2%} {steps:>6} {last['task_average']['psnr']:>9.2f} "
-              f"{last['task_average']['psnr'] - first['task_average']['psnr']:>+8.2f} {last['task_average']['ssim']:>9.4f}")
+              f"{last['task_average']['psnr'] - first['task_average']['psnr']:>+8.2f} "
+              f"{last['task_average']['ssim']:>9.4f}")
 
 
 def measure_export_and_speed(run_dir: Path, repeats: int, size: int) -> None:
@@ -114,8 +116,8 @@ def measure_export_and_speed(run_dir: Path, repeats: int, size: int) -> None:
     for enc, b in sizes.items():
         print(f"restore-sparse, {enc:<8}: {b / 1024:.1f} KiB  ({dense_bytes / b:.2f}× smaller)")
     print(f"auto encoding chose: {chosen.count('indices')} tensors int32 indices, {chosen.count('bitmask')} bitmask")
-    print("per round (auto): " + ", ".join(f"r{e['round']} {e['fraction_all']:.1%}→{dense_bytes / e['export_bytes']:.1f}×"
-                                           for e in report["rounds"]))
+    print("per round (auto): " + ", ".join(
+        f"r{e['round']} {e['fraction_all']:.1%}→{dense_bytes / e['export_bytes']:.1f}×" for e in report["rounds"]))
 
     x = torch.rand(1, 3, size, size)
     times = {}
@@ -161,7 +163,8 @@ def measure_export_and_speed(run_dir: Path, repeats: int, size: int) -> None:
     all_w = [p for n, p in merged.named_parameters() if p.dim() > 1]
     print(f"\nUniRepLKNet tiny, {last['round']} rounds of global magnitude pruning (at θ₀): large K×K kernels "
           f"{before:.1%} zero in the training form, {after:.1%} zero once merged with the dilated branches "
-          f"(deploy form; max |Δ output| {err:.1e}); all deploy weights {sum(int((p == 0).sum()) for p in all_w) / sum(p.numel() for p in all_w):.1%} zero")
+          f"(deploy form; max |Δ output| {err:.1e}); all deploy weights "
+          f"{sum(int((p == 0).sum()) for p in all_w) / sum(p.numel() for p in all_w):.1%} zero")
 
 
 def main() -> None:
@@ -180,7 +183,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.measure_only:
         print(f"prune/mirl_quick (NAFNet tiny, embedded noise/rain/haze): {args.rounds} rounds × {args.steps} steps of "
-              f"8×{args.patch}² patches, val {'full images' if not args.val_crop else f'{args.val_crop}² centre crops'}",
+              f"8×{args.patch}² patches, val "
+              f"{'full images' if not args.val_crop else f'{args.val_crop}² centre crops'}",
               flush=True)
         reports = {arm: run_arm(arm, args) for arm in args.arms}
         (args.out / "summary.json").write_text(json.dumps({a: r["rounds"] for a, r in reports.items()}, indent=2))

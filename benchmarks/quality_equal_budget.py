@@ -45,7 +45,7 @@ def run_one(experiment: str, steps: int, cbsd_images: int, out: Path) -> dict:
     shared = ROOT.parent / "shared" / "data" / "denoise" / "CBSD68"
     if cbsd_images and shared.is_dir():
         subprocess.run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={run_dir / 'train/checkpoints/best.ckpt'}",
-                        "data=cbsd68", f"+trainer.limit_test_batches={cbsd_images}",
+                        "data=denoise/cbsd68", f"+trainer.limit_test_batches={cbsd_images}",
                         f"hydra.run.dir={run_dir / 'eval'}"], check=True, capture_output=True, env=env, cwd=ROOT)
         row["cbsd68"] = _all_images(run_dir / "eval" / "metrics.json")
     return row
@@ -68,7 +68,8 @@ def main() -> None:
     for r in rows:
         c = r.get("cbsd68", {})
         print(f"{r['experiment']:<28} {r['train_s']:>8.0f} {r['val']['psnr_input']:>7.2f} {r['val']['psnr']:>8.2f} "
-              f"{r['val']['ssim']:>9.4f} {c.get('psnr_input', float('nan')):>10.2f} {c.get('psnr', float('nan')):>11.2f} "
+              f"{r['val']['ssim']:>9.4f} {c.get('psnr_input', float('nan')):>10.2f} "
+              f"{c.get('psnr', float('nan')):>11.2f} "
               f"{c.get('ssim', float('nan')):>6.4f}")
     for r in rows[1:]:
         print(f"{r['experiment']} vs {base['experiment']}: val {r['val']['psnr'] - base['val']['psnr']:+.2f} dB, "

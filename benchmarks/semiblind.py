@@ -11,7 +11,8 @@ Perturbed kernels come back centred on their centroid, as blind estimates are.
 
 Baselines with the same k̂: Wiener (regularisation) and RL (iterations), each tuned per kernel and
 perturbation on a SEPARATE image (BSD400 ``test_026``, a training image, never a test image; for the
-large kernels a 111–114² crop of it, what its 180² holds), not per test image. ``ours`` = ``deblur_semiblind(y, k̂, refine_kernel=True, prior=...)`` (default ``"auto"``); it never sees the
+large kernels a 111–114² crop of it, what its 180² holds), not per test image. ``ours`` = ``deblur_semiblind(y, k̂,
+refine_kernel=True, prior=...)`` (default ``"auto"``); it never sees the
 ground truth. PSNR/SSIM: ``restore.metrics`` protocol rgb (RGB or gray in [0, 1], no crop; SSIM
 Gaussian 11×11, σ = 1.5), on the full frame ("as is") and after the best integer shift within ±5 px
 (Levin et al. 2009; both images cropped by 5 px: "aligned"). ``gain`` = ours − best of (Wiener, RL).
@@ -71,8 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from restore.data.kernels import load_kernel
     from restore.metrics.shift_aligned import image_quality, shift_aligned_quality
-    from restore.semiblind import (BlurOperator, as_kernel, deblur_semiblind, perturb_kernel, richardson_lucy,
-                                   wiener_deconvolution)
+    from restore.semiblind import (
+        BlurOperator,
+        as_kernel,
+        deblur_semiblind,
+        perturb_kernel,
+        richardson_lucy,
+        wiener_deconvolution,
+    )
     from restore.utils.image import read_image
 
     channels = 3 if args.colour else 1
@@ -146,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(res)
                 print(f"{f.stem:>8} {kname:>13} {pname:>9} | " + " ".join(
                     f"{m} {res[m][0]:.2f}/{res[m][1]:.3f} ({res[m][2]:.2f})" for m in METHODS)
-                    + f" | gain {res['gain']:+.2f} (aligned {res['gain_aligned']:+.2f}) dB | {res['prior']} {seconds:.0f}s",
+                    + f" | gain {res['gain']:+.2f} (aligned {res['gain_aligned']:+.2f}) dB"
+                    + f" | {res['prior']} {seconds:.0f}s",
                     flush=True)
     if not rows:
         return 0
@@ -158,19 +166,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{pname:>10}: " + "  ".join(
                 f"{m} {np.mean([r[m][0] for r in sel]):.2f}/{np.mean([r[m][1] for r in sel]):.3f} "
                 f"({np.mean([r[m][2] for r in sel]):.2f})" for m in METHODS)
-                + f"  gain {np.mean([r['gain'] for r in sel]):+.2f} (aligned {np.mean([r['gain_aligned'] for r in sel]):+.2f})"
+                + f"  gain {np.mean([r['gain'] for r in sel]):+.2f}"
+                + f" (aligned {np.mean([r['gain_aligned'] for r in sel]):+.2f})"
                 + f" dB, worst {min(r['gain'] for r in sel):+.2f}  (n={len(sel)})")
     pert = [r for r in rows if r["perturbation"] != "exact"]
     if pert:
         print(f"perturbed runs: mean gain {np.mean([r['gain'] for r in pert]):+.2f} dB "
               f"(aligned {np.mean([r['gain_aligned'] for r in pert]):+.2f}), worst {min(r['gain'] for r in pert):+.2f} "
-              f"(aligned {min(r['gain_aligned'] for r in pert):+.2f}), wins {sum(r['gain'] > 0 for r in pert)}/{len(pert)}")
+              f"(aligned {min(r['gain_aligned'] for r in pert):+.2f}), "
+              f"wins {sum(r['gain'] > 0 for r in pert)}/{len(pert)}")
     print(f"time per image: {np.mean([r['seconds'] for r in rows]):.1f} s ({args.crop}², prior {args.prior}, "
           f"{args.threads} thread(s))")
     if args.prior == "auto":
         for pname in args.perturbations:
             sel = [r for r in rows if r["perturbation"] == pname]
-            print(f"prior='auto' chose the denoiser in {sum(r['prior'] == 'denoiser' for r in sel)}/{len(sel)} {pname} runs")
+            chose = sum(r["prior"] == "denoiser" for r in sel)
+            print(f"prior='auto' chose the denoiser in {chose}/{len(sel)} {pname} runs")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
     return 0

@@ -51,7 +51,8 @@ def measure(net_name: str, patch: int, batch: int, steps: int, device: str) -> d
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"patch": patch, "step_s": dt, "img_per_s": batch / dt, "peak_mib": peak,
-            "peak_kind": "cuda max_allocated" if device == "cuda" else f"process max RSS (+{(peak - rss0 / 1024):.0f} MiB in steps)"}
+            "peak_kind": "cuda max_allocated" if device == "cuda"
+            else f"process max RSS (+{(peak - rss0 / 1024):.0f} MiB in steps)"}
 
 
 def main() -> None:

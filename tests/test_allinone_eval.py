@@ -33,7 +33,7 @@ def test_task_average_weighs_every_task_the_same():
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
-@pytest.mark.parametrize("data", ["allinone_test", "allinone_unseen"])
+@pytest.mark.parametrize("data", ["allinone/test", "allinone/unseen"])
 def test_one_eval_run_reports_every_task_and_the_average(compose, tmp_path, data):
     from eval import evaluate
 

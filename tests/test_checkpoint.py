@@ -13,10 +13,16 @@ import torch
 from safetensors.torch import save_file
 
 import restore
-from restore.models.summary import compose_net_config
-from restore.checkpoint import (MissingNetConfigError, NonFiniteWeightsError, UnsafeCheckpointError, build_net,
-                                check_net_config, read_checkpoint)
+from restore.checkpoint import (
+    MissingNetConfigError,
+    NonFiniteWeightsError,
+    UnsafeCheckpointError,
+    build_net,
+    check_net_config,
+    read_checkpoint,
+)
 from restore.models import allowlist
+from restore.models.summary import compose_net_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NET_CONFIGS = sorted((ROOT / "configs" / "model" / "net").glob("*.yaml"))

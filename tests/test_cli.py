@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import struct
 import subprocess
 import sys
-import tomllib
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
-from omegaconf import OmegaConf
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 
 import restore

@@ -18,7 +18,7 @@ EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) 
                      (CONFIGS / "experiment").rglob("*.yaml"))
 NETS = sorted(p.stem for p in (CONFIGS / "model" / "net").glob("*.yaml"))
 # data configs that need a dataset on disk are covered by tests/data on temporary folders
-LOCAL_DATA = ["embedded", "allinone_embedded"]
+LOCAL_DATA = ["denoise/embedded", "allinone/embedded"]
 
 
 def _semiblind_inputs(tmp: Path) -> list[str]:

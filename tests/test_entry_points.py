@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,7 +65,7 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
 def test_missing_required_value_names_the_config_file(tmp_path):
     proc = run("train.py", "data.batch_size=???", "data.num_workers=0", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
-    assert "configs/data/embedded.yaml" in proc.stderr
+    assert "configs/data/denoise/embedded.yaml" in proc.stderr
 
 
 def test_ddp_two_cpu_processes(tmp_path):

@@ -10,8 +10,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from restore.models.summary import compose_net_config
 from restore.export import ExportMismatchError, export_onnx, export_torchscript
+from restore.models.summary import compose_net_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NET_CONFIGS = sorted((ROOT / "configs" / "model" / "net").glob("*.yaml"))

@@ -30,6 +30,13 @@ from restore.data.degradations import (
     RainStreaks,
     apply_degradations,
 )
+from restore.data.kernels import (
+    center_kernel,
+    gaussian_kernel,
+    load_kernel,
+    random_motion_kernel,
+    random_motion_trajectory,
+)
 from restore.data.layouts import (
     ImagePair,
     gopro_avgframes_pairs,
@@ -39,13 +46,6 @@ from restore.data.layouts import (
     paired_paths_from_folders,
     rain100_pairs,
     sots_pairs,
-)
-from restore.data.kernels import (
-    center_kernel,
-    gaussian_kernel,
-    load_kernel,
-    random_motion_kernel,
-    random_motion_trajectory,
 )
 
 __all__ = [

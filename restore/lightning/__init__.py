@@ -4,8 +4,13 @@ from restore.lightning.baryir_module import BaryIRModule
 from restore.lightning.checkpointing import AtomicCheckpointIO, CheckpointReadError, InterruptCheckpoint
 from restore.lightning.image_logging import log_images
 from restore.lightning.kernel_images import KernelImages
-from restore.lightning.module import (DivergenceError, NonFiniteLossError, NonFiniteOutputError, RestorationModule,
-                                      batch_size_of)
+from restore.lightning.module import (
+                                      DivergenceError,
+                                      NonFiniteLossError,
+                                      NonFiniteOutputError,
+                                      RestorationModule,
+                                      batch_size_of,
+)
 from restore.lightning.schedulers import step_decay, warmup_cosine
 
 __all__ = ["RestorationModule", "BaryIRModule", "NonFiniteLossError", "DivergenceError", "NonFiniteOutputError",

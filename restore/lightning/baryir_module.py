@@ -177,7 +177,8 @@ class BaryIRModule(RestorationModule):
         tasks = torch.as_tensor(tasks).long().cpu()
         if (tasks < 0).any() or (tasks >= len(lookup)).any() or (lookup[tasks] < 0).any():
             bad = sorted(set(tasks.tolist()))
-            raise ValueError(f"training batch has task ids {bad} ({self.task_names}); BaryIR sources are {self.sources}")
+            raise ValueError(f"training batch has task ids {bad} ({self.task_names}); BaryIR sources are "
+                             f"{self.sources}")
         return lookup[tasks].to(self.device)
 
     # -- the two players' losses -------------------------------------------------------------

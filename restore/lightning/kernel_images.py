@@ -3,7 +3,8 @@
 For networks with ``estimate_kernels(x) -> [(B, C, k, k) in [0, 1], …]`` (one entry per scale, e.g.
 :class:`restore.models.deeprft.DeepRFTNet`): each scale's per-channel kernels |irfft2(K)| (centred) are tiled
 into one grid (``torchvision.utils.make_grid``), logged next to the validation triplets to every logger that
-takes images (``val_kernels/<name>/scale<s>``; :func:`restore.lightning.image_logging.log_images`), and written beside the restored images at test time
+takes images (``val_kernels/<name>/scale<s>``; :func:`restore.lightning.image_logging.log_images`), and written
+beside the restored images at test time
 (``<save_images_dir>/<name>_kernels_scale<s>.png``, what ``eval.py save_images=true`` produces).
 """
 

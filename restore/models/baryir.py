@@ -4,7 +4,8 @@ Paper: Tang et al., "Learning Degradation-Agnostic Representations for All-in-On
 via Wasserstein Barycenters" (BaryIR), TPAMI 2026. Official code: https://github.com/xl-tang3/BaryIR
 (``model_bary.py``: ``BaryNet``, ``Potentials``; ``trainer_bary.py``: the two-player training).
 
-The heads sit on the latent of :class:`restore.models.unet.RestorationUNet` (the paper's pipeline figure; the official ``BaryNet.forward``)::
+The heads sit on the latent of :class:`restore.models.unet.RestorationUNet` (the paper's pipeline figure; the
+official ``BaryNet.forward``)::
 
     z_s = LN(latent of encode(x))                 source embedding
     z_b = LN(barycenter_map(z_s))                 barycenter embedding (a stack of the backbone's blocks)
@@ -22,7 +23,8 @@ never a copy. ``forward(x)`` returns the restored image, so :func:`restore.load_
 also returns (z_s, z_b, z_r) for training.
 
 The Kantorovich potentials (:class:`KantorovichPotentials`, one per source degradation) are only
-needed to train the barycenter map (the paper's minimax over potentials of the weighted Wasserstein barycenter): they live in
+needed to train the barycenter map (the paper's minimax over potentials of the weighted Wasserstein barycenter): they
+live in
 :class:`restore.lightning.baryir_module.BaryIRModule`, outside the inference network, so exported
 networks carry no potential weights. The losses of both players are the functions at the end of
 this module (vectorised over the batch; the official code loops over samples in Python).

@@ -28,7 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from restore.models.reparam import is_reparameterizable, reparameterize
 
-__all__ = ["count_params", "count_macs", "summarize", "find_configs_dir", "compose_net_config", "summarize_config", "main"]
+__all__ = ["count_params", "count_macs", "summarize", "find_configs_dir", "compose_net_config", "summarize_config",
+           "main"]
 
 
 def count_params(net: nn.Module) -> int:

@@ -47,8 +47,9 @@ def write_report(rounds: Sequence[dict], out_dir: str | Path, protocols: Sequenc
         lines.append("| " + " | ".join(cells) + " |")
     emptied = rounds[-1].get("emptied_layers") if rounds else None
     if emptied:
-        lines += ["", f"Layer collapse: after round {rounds[-1]['round']}, {len(emptied)} prunable tensors have no weights "
-                  f"left ({', '.join(emptied)}); keep them with `pruning.rate_overrides` or `pruning.scope=layer`."]
+        lines += ["", f"Layer collapse: after round {rounds[-1]['round']}, {len(emptied)} prunable tensors have no "
+                  f"weights left ({', '.join(emptied)}); keep them with `pruning.rate_overrides` or "
+                  "`pruning.scope=layer`."]
     md_path = out_dir / "pruning_report.md"
     md_path.write_text("\n".join(lines) + "\n")
     png_path = out_dir / "pruning_psnr.png"

@@ -19,8 +19,12 @@
 from restore.data.kernels import gaussian_kernel, load_kernel
 from restore.semiblind.api import PRIORS, check_inputs, deblur_semiblind
 from restore.semiblind.baselines import edge_taper, richardson_lucy, wiener_deconvolution
-from restore.semiblind.kernel_refinement import (KernelRefinementConfig, kernel_is_trusted, refine_kernel,
-                                                search_rotation)
+from restore.semiblind.kernel_refinement import (
+                                                KernelRefinementConfig,
+                                                kernel_is_trusted,
+                                                refine_kernel,
+                                                search_rotation,
+)
 from restore.semiblind.kernels import as_kernel, disk_kernel, kernel_length, line_motion_kernel, perturb_kernel
 from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import estimate_noise_sigma, hqs_deconvolution, load_denoiser
@@ -29,7 +33,8 @@ from restore.semiblind.solver import FAST, PAPER, DeepResidualPrior, DRPConfig, 
 __all__ = [
     "deblur_semiblind", "check_inputs", "PRIORS", "refine_kernel", "search_rotation", "KernelRefinementConfig",
     "kernel_is_trusted",
-    "hqs_deconvolution", "estimate_noise_sigma", "load_denoiser", "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
+    "hqs_deconvolution", "estimate_noise_sigma", "load_denoiser", "DeepResidualPrior", "DRPConfig", "PAPER", "FAST",
+    "config_from",
     "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
     "load_kernel", "as_kernel", "perturb_kernel", "line_motion_kernel", "gaussian_kernel", "disk_kernel",
     "kernel_length",

@@ -515,7 +515,8 @@ def kernel_is_trusted(y: torch.Tensor, kernel: torch.Tensor, kept: bool = True,
     (kernels12 k09–k12, 60 runs): it trusted 11 of the 12 exact kernels and none of the 48 perturbed ones
     (the closest perturbed run scored +0.0011, the lowest trusted exact one +0.0094).
 
-    A long kept kernel (:func:`~restore.semiblind.kernels.rms_radius` ≥ ``trust_radius``) is trusted without the sharpness check: few
+    A long kept kernel (:func:`~restore.semiblind.kernels.rms_radius` ≥ ``trust_radius``) is trusted without the
+    sharpness check: few
     frequencies pass it, and the check has no power there (4 BSD400 dev crops, 110², ``k_large_1/2``: the exact
     kernels scored −0.007 to +0.004, as their smears did), while a 1–1.5 px smear is a small error for it — the
     learned prior minus TV on the kept runs: exact +0.63 dB (7 runs), smear +0.34 (6), estimate −0.06 (7),

@@ -49,7 +49,8 @@ class BlurOperator:
         self.ext_hw = extended_shape(self.image_hw, (self.kh, self.kw))
         pad = torch.zeros(self.ext_hw, dtype=kernel.dtype, device=kernel.device)
         pad[: self.kh, : self.kw] = kernel
-        self.otf = torch.fft.rfft2(pad)  # kernel at the origin: circular conv on ext == linear conv, no wrap in the valid part
+        # kernel at the origin: circular conv on ext == linear conv, no wrap in the valid part
+        self.otf = torch.fft.rfft2(pad)
 
     def to(self, device: torch.device | str) -> "BlurOperator":
         return BlurOperator(self.kernel.to(device), self.image_hw)

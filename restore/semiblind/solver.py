@@ -1,4 +1,5 @@
-"""Semi-blind deblurring with a deep residual prior (Tang et al., CVPR 2023: the model and alternating scheme of its method section).
+"""Semi-blind deblurring with a deep residual prior (Tang et al., CVPR 2023: the model and alternating scheme of its
+method section).
 
 Model: y = k̂ ⊗ x + r + s + n, k̂ an *inaccurate* kernel, x = I(z_x) a DIP skip net
 (sigmoid output), r = R(z_r) a smaller skip net (the kernel-error residual), s a sparse outlier
@@ -136,10 +137,13 @@ class DeepResidualPrior(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.image_net = SkipNet(cfg.z_channels, c, cfg.image_channels, None, cfg.image_skip, sigmoid=True)
-            self.residual_net = SkipNet(cfg.z_channels, c, cfg.residual_channels, None, cfg.residual_skip, sigmoid=False)
+            self.residual_net = SkipNet(cfg.z_channels, c, cfg.residual_channels, None, cfg.residual_skip,
+                                        sigmoid=False)
         self.to(blurry.device)
-        self.register_buffer("z_x", (torch.rand(1, cfg.z_channels, *self.net_hw, generator=g) * cfg.z_scale).to(blurry.device))
-        self.register_buffer("z_r", (torch.rand(1, cfg.z_channels, *self.res_hw, generator=g) * cfg.z_scale).to(blurry.device))
+        z_x = torch.rand(1, cfg.z_channels, *self.net_hw, generator=g) * cfg.z_scale
+        self.register_buffer("z_x", z_x.to(blurry.device))
+        z_r = torch.rand(1, cfg.z_channels, *self.res_hw, generator=g) * cfg.z_scale
+        self.register_buffer("z_r", z_r.to(blurry.device))
         self.register_buffer("s", torch.zeros_like(self.y))
         self.register_buffer("x_avg", torch.zeros(1, c, eh, ew, device=blurry.device))
         self.steps = 0

@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-__all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "config_source", "record_run", "task_config", "unique_run_dir", "ConfigError"]
+__all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "config_source", "record_run",
+           "task_config", "unique_run_dir", "ConfigError"]
 
 
 class ConfigError(RuntimeError):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 

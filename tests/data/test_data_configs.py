@@ -15,19 +15,19 @@ from tests.data.conftest import needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_TASKS = {
-    "gopro": ["deblur"],
-    "rain100": ["derain"],
-    "sots": ["dehaze"],
-    "clean_folder": ["denoise"],
-    "all_in_one": ["denoise", "derain", "dehaze"],
+    "deblur/gopro": ["deblur"],
+    "derain/rain100": ["derain"],
+    "dehaze/sots": ["dehaze"],
+    "denoise/clean_folder": ["denoise"],
+    "allinone/folders": ["denoise", "derain", "dehaze"],
 }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_TASKS))
 def test_folder_configs_instantiate_and_yield_batches(compose, data_root, name):
-    patches = ([f"data.train.{i}.patch_size=16" for i in range(3)] if name == "all_in_one"
+    patches = ([f"data.train.{i}.patch_size=16" for i in range(3)] if name == "allinone/folders"
                else ["data.train.patch_size=16"])
-    crops = ["data.val.crop_size=16"] if name == "gopro" else []
+    crops = ["data.val.crop_size=16"] if name == "deblur/gopro" else []
     cfg = compose("train", [f"data={name}", f"paths.data_dir={data_root}", "data.num_workers=0", "data.batch_size=2",
                             *patches, *crops])
     dm = instantiate(cfg.data)
@@ -38,7 +38,7 @@ def test_folder_configs_instantiate_and_yield_batches(compose, data_root, name):
 
 
 def test_embedded_config_is_the_documented_default(compose):
-    cfg = compose("train", ["data=embedded"])
+    cfg = compose("train", ["data=denoise/embedded"])
     assert cfg.data.train.patch_size == 64 and cfg.data.val.seed == 0 and cfg.data.val_batch_size == 1
     dm = instantiate(cfg.data)
     assert dm.task_names == ["denoise"] and len(dm.val_dataset) == 2
@@ -46,15 +46,15 @@ def test_embedded_config_is_the_documented_default(compose):
 
 # config, folder under shared/data, images in the real set, task, channels
 SHARED_CONFIGS = [
-    ("cbsd68", "denoise/CBSD68", 68, "denoise", 3),
-    ("bsd68", "denoise/BSD68", 68, "denoise", 1),
-    ("set12", "denoise/Set12", 12, "denoise", 1),
-    ("rain100l", "derain/Rain100L", 100, "derain", 3),
-    ("rain100h", "derain/Rain100H", 100, "derain", 3),
-    ("lol", "lowlight/LOL_eval15", 15, "lowlight", 3),
-    ("sots_indoor", "dehaze/SOTS_samples/indoor", 5, "dehaze", 3),
-    ("sots_outdoor", "dehaze/SOTS_samples/outdoor", 2, "dehaze", 3),
-    ("gopro_avgframes", "deblur/GoPro_avgframes", 18, "deblur", 3),
+    ("denoise/cbsd68", "denoise/CBSD68", 68, "denoise", 3),
+    ("denoise/bsd68", "denoise/BSD68", 68, "denoise", 1),
+    ("denoise/set12", "denoise/Set12", 12, "denoise", 1),
+    ("derain/rain100l", "derain/Rain100L", 100, "derain", 3),
+    ("derain/rain100h", "derain/Rain100H", 100, "derain", 3),
+    ("lowlight/lol", "lowlight/LOL_eval15", 15, "lowlight", 3),
+    ("dehaze/sots_indoor", "dehaze/SOTS_samples/indoor", 5, "dehaze", 3),
+    ("dehaze/sots_outdoor", "dehaze/SOTS_samples/outdoor", 2, "dehaze", 3),
+    ("deblur/gopro_avgframes", "deblur/GoPro_avgframes", 18, "deblur", 3),
 ]
 
 
@@ -88,7 +88,7 @@ def test_shared_set_configs_read_the_real_sets(compose, name, folder, count, tas
 
 
 def test_allinone_embedded_config_mixes_three_tasks(compose):
-    cfg = compose("train", ["data=allinone_embedded", "data.num_workers=0", "data.batch_size=40",
+    cfg = compose("train", ["data=allinone/embedded", "data.num_workers=0", "data.batch_size=40",
                             *[f"data.train.{i}.length=8" for i in range(3)]])
     assert cfg.data.train[0].patch_size == 64 and list(cfg.data.repeat) == [3, 1, 1]
     dm = instantiate(cfg.data)
@@ -108,7 +108,7 @@ def test_allinone_embedded_config_mixes_three_tasks(compose):
 
 
 def test_missing_data_folder_names_path_and_layout(compose, tmp_path):
-    cfg = compose("train", ["data=gopro", f"paths.data_dir={tmp_path}"])
+    cfg = compose("train", ["data=deblur/gopro", f"paths.data_dir={tmp_path}"])
     with pytest.raises(InstantiationException, match=rf"GoPro root {tmp_path / 'GoPro_Large'} not found; expected"):
         instantiate(cfg.data)
 
@@ -116,7 +116,7 @@ def test_missing_data_folder_names_path_and_layout(compose, tmp_path):
 def test_gopro_root_override_moves_every_split(compose, data_root, tmp_path):
     moved = tmp_path / "elsewhere"
     (data_root / "GoPro_Large").rename(moved)
-    cfg = compose("train", ["data=gopro", f"data.root={moved}", "data.num_workers=0", "data.val.crop_size=16",
+    cfg = compose("train", ["data=deblur/gopro", f"data.root={moved}", "data.num_workers=0", "data.val.crop_size=16",
                             "data.train.patch_size=16"])
     dm = instantiate(cfg.data)
     assert dm.root == str(moved)
@@ -128,7 +128,7 @@ def test_gopro_root_override_moves_every_split(compose, data_root, tmp_path):
 @needs_shared("denoise", "CBSD68")
 @needs_shared("deblur", "GoPro_avgframes")
 def test_deblur_test_config_is_cbsd68_times_four_motion_kernels_and_gopro(compose):
-    cfg = compose("eval", ["data=deblur_test", "data.num_workers=0", "ckpt_path=unused"])
+    cfg = compose("eval", ["data=deblur/test", "data.num_workers=0", "ckpt_path=unused"])
     with open_dict(cfg):
         for dataset in cfg.data.test:  # two 32² crops per set
             dataset.crop_size, dataset.length = 32, 2

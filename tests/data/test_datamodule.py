@@ -108,7 +108,7 @@ def test_repeat_replicates_each_training_set_keeping_task_ids(data_root):
     assert dm.task_names == ["denoise", "derain", "dehaze"] and len(dm.val_dataset) == 3 + 2 + 4  # val not repeated
     assert len(RestorationDataModule(train, val, num_workers=0).train_dataset) == 4 + 2 + 4  # default: once each
     for bad in ([3, 1], [3, 0, 1], [1.5, 1, 1]):
-        with pytest.raises(ValueError, match=rf"one integer factor >= 1 per training dataset \(3 given\)"):
+        with pytest.raises(ValueError, match=r"one integer factor >= 1 per training dataset \(3 given\)"):
             RestorationDataModule(train, val, repeat=bad, num_workers=0)
 
 

@@ -88,7 +88,8 @@ def test_patch_larger_than_image_is_reflect_padded(data_root):
 
 # -- determinism -------------------------------------------------------------------------------
 def test_seeded_samples_identical_every_pass_and_differ_by_seed(data_root):
-    make = lambda seed: CleanImageDataset(data_root / "CBSD68", [AddGaussianNoise((0, 50))], seed=seed)
+    def make(seed):
+        return CleanImageDataset(data_root / "CBSD68", [AddGaussianNoise((0, 50))], seed=seed)
     a, b, c = make(0), make(0), make(1)
     for i in range(len(a)):
         assert torch.equal(a[i]["lq"], a[i]["lq"]) and torch.equal(a[i]["lq"], b[i]["lq"])

@@ -7,10 +7,9 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from test_module import ScaledAfter, datamodule, make_module, make_trainer
 
 from restore.lightning import AtomicCheckpointIO, CheckpointReadError, InterruptCheckpoint, NonFiniteLossError
-
-from test_module import ScaledAfter, datamodule, make_module, make_trainer
 
 
 def test_a_write_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):

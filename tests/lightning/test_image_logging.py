@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from restore.lightning import KernelImages, RestorationModule
-from restore.lightning.image_logging import log_images, to_uint8_hwc
+from restore.lightning.image_logging import to_uint8_hwc
 
-TINY_RUN = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "trainer.val_check_interval=2", "data.num_workers=0", "data.batch_size=2",
+TINY_RUN = ["trainer.max_steps=2", "trainer.log_every_n_steps=1", "trainer.val_check_interval=2", "data.num_workers=0",
+            "data.batch_size=2",
             "data.train.patch_size=32", "++data.val.crop_size=32", "callbacks=none", "model.log_images=2"]
 
 

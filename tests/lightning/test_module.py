@@ -6,10 +6,15 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 
 import restore
-from restore.lightning import (DivergenceError, NonFiniteLossError, NonFiniteOutputError, RestorationModule,
-                               warmup_cosine)
-from restore.metrics import ImageQualityMetrics
+from restore.lightning import (
+    DivergenceError,
+    NonFiniteLossError,
+    NonFiniteOutputError,
+    RestorationModule,
+    warmup_cosine,
+)
 from restore.losses import RestorationLoss
+from restore.metrics import ImageQualityMetrics
 from restore.models.nafnet import NAFBlock
 from restore.models.unet import RestorationUNet
 

@@ -9,8 +9,8 @@ import torch
 from timm.layers import LayerNorm
 
 from restore.models.convnext import ConvNeXtBlock
-from restore.models.unet import RestorationUNet
 from restore.models.reparam import reparameterize
+from restore.models.unet import RestorationUNet
 
 
 def test_block_follows_the_paper():

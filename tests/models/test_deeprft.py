@@ -17,8 +17,14 @@ import torch.nn.functional as F
 from restore.inference import restore_tensor
 from restore.lightning import KernelImages, RestorationModule
 from restore.losses import MultiScaleLoss
-from restore.models.deeprft import (DeepRFTNet, FourierKernelEstimator, ResFFTBlock, RevColumns, fft_conv2d,
-                                    kernel_images)
+from restore.models.deeprft import (
+    DeepRFTNet,
+    FourierKernelEstimator,
+    ResFFTBlock,
+    RevColumns,
+    fft_conv2d,
+    kernel_images,
+)
 from restore.models.inceptionnext import InceptionNeXtBlock
 from restore.models.nafnet import NAFBlock
 from restore.models.unet import RestorationUNet

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from restore.models.inceptionnext import InceptionDWConv2d, InceptionNeXtBlock
-from restore.models.unet import RestorationUNet
 from restore.models.reparam import reparameterize
+from restore.models.unet import RestorationUNet
 
 
 def test_token_mixer_shapes_and_split():
@@ -38,7 +38,8 @@ def test_metanext_block_follows_the_paper():
 
 @pytest.mark.parametrize("size", [(33, 47), (16, 21)])
 def test_unet_any_input_size(size):
-    net = RestorationUNet(InceptionNeXtBlock, width=8, enc_blocks=(1, 1), middle_blocks=1, kernel_sizes=(11, 7, 5)).eval()
+    net = RestorationUNet(InceptionNeXtBlock, width=8, enc_blocks=(1, 1), middle_blocks=1,
+                          kernel_sizes=(11, 7, 5)).eval()
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
         assert net(x).shape == x.shape

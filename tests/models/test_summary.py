@@ -58,6 +58,7 @@ def test_cli_one_net_and_all(capsys):
 
 def test_meta_counting_needs_no_real_compute():
     with torch.device("meta"):
-        net = RestorationUNet(UniRepLKNetBlock, width=48, enc_blocks=(2, 2, 4), middle_blocks=6, kernel_sizes=(7, 9, 13, 13))
+        net = RestorationUNet(UniRepLKNetBlock, width=48, enc_blocks=(2, 2, 4), middle_blocks=6,
+                              kernel_sizes=(7, 9, 13, 13))
     s = summarize(net, (1, 3, 512, 512))
     assert s["params"] > 10_000_000 and s["gmacs"] > 100

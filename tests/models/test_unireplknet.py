@@ -13,6 +13,7 @@ from timm.utils.model import reparameterize_model
 from torch import nn
 
 from restore.models.reparam import reparameterize
+from restore.models.unet import RestorationUNet
 from restore.models.unireplknet import (
     DRB_BRANCHES,
     DilatedReparamBlock,
@@ -20,8 +21,6 @@ from restore.models.unireplknet import (
     dilated_to_dense_kernel,
     fft_depthwise_conv2d,
 )
-from restore.models.unet import RestorationUNet
-
 
 RTOL = 1e-5
 

@@ -28,7 +28,8 @@ def tiny_nafnet(seed: int = 0) -> nn.Module:
 
 def tiny_unireplk(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return RestorationUNet(UniRepLKNetBlock, width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,), kernel_sizes=(7, 9))
+    return RestorationUNet(UniRepLKNetBlock, width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,),
+                          kernel_sizes=(7, 9))
 
 
 def test_default_selection_is_conv_and_linear_weights_only():

@@ -10,8 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from restore.metrics.shift_aligned import image_quality
-from restore.semiblind import (BlurOperator, DeepResidualPrior, config_from, deblur_semiblind, line_motion_kernel,
-                               perturb_kernel, richardson_lucy, wiener_deconvolution)
+from restore.semiblind import (
+    BlurOperator,
+    DeepResidualPrior,
+    config_from,
+    deblur_semiblind,
+    line_motion_kernel,
+    perturb_kernel,
+    richardson_lucy,
+    wiener_deconvolution,
+)
 
 
 def psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
@@ -212,7 +220,8 @@ def test_denoiser_prior_uses_the_model_zoo_denoisers_and_names_a_missing_file(tm
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         load_denoiser(1, tmp_path / "nowhere.safetensors")
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):  # before the refinement's seconds
-        deblur_semiblind(torch.rand(1, 1, 40, 40), torch.ones(5, 5) / 25, denoiser_path=tmp_path / "nowhere.safetensors")
+        deblur_semiblind(torch.rand(1, 1, 40, 40), torch.ones(5, 5) / 25,
+                         denoiser_path=tmp_path / "nowhere.safetensors")
 
 
 def test_noise_injection_drives_the_blind_denoiser_and_is_seeded():
@@ -365,7 +374,8 @@ def test_refinement_does_not_spoil_an_exact_kernel():
     y, gt = _photo_problem(k, size=96)
     exact = torch.from_numpy(k).float()
     refined = refine_kernel(y, exact, KernelRefinementConfig(outer_iterations=3))
-    assert psnr(hqs_deconvolution(y, refined, prior="tv"), gt) >= psnr(hqs_deconvolution(y, exact, prior="tv"), gt) - 0.3
+    exact_psnr = psnr(hqs_deconvolution(y, exact, prior="tv"), gt)
+    assert psnr(hqs_deconvolution(y, refined, prior="tv"), gt) >= exact_psnr - 0.3
 
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -479,8 +489,12 @@ def test_gcv_check_keeps_a_smeared_kernel_the_likelihood_would_shrink():
     the grid reaches lower). GCV prefers k̂ to the shrink, so the search keeps it; a too-long k̂ of the same
     image is still shortened. The dispute is reported, so that the refinement does not count k̂ as kept (for
     ``prior="auto"``)."""
-    from restore.semiblind.kernel_refinement import (KernelRefinementConfig, _search_scale_and_rotation, gcv_score,
-                                                     search_scale)
+    from restore.semiblind.kernel_refinement import (
+        KernelRefinementConfig,
+        _search_scale_and_rotation,
+        gcv_score,
+        search_scale,
+    )
 
     y, _, k = _dev_crop_problem("05", "kernels12_k12", folder="denoise/Set12")
     estimate = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.0, shift=1.0, noise=0.1, seed=0)).float()
