@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
 from pathlib import Path
@@ -15,11 +16,44 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 __all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "config_source", "record_run",
-           "task_config", "unique_run_dir", "ConfigError"]
+           "task_config", "unique_run_dir", "launch_run_name", "ConfigError"]
 
 
 class ConfigError(RuntimeError):
     """A config node could not be built; the message names the config file to fix."""
+
+
+def launch_run_name() -> str | None:
+    """The run-folder name every process of one multi-process launch shares, or None outside such a launch.
+
+    ``torchrun`` and ``srun`` start ``train.py`` once per rank, and each process resolves the run folder itself:
+    ``${now:}`` differs by a second between ranks and ``unique_dir`` gives a later rank ``<timestamp>_1``, so one
+    run would be spread over several folders. Under a launcher the name comes from the launch's own id instead:
+
+    - ``torchrun`` (``WORLD_SIZE`` > 1): ``torchrun-<TORCHELASTIC_RUN_ID>`` — a fresh UUID on one node, the
+      ``--rdzv-id`` given on several (its default ``none`` is not an id: then SLURM's, else None);
+    - ``srun`` with several tasks in the step: ``slurm-<SLURM_JOB_ID>.<SLURM_STEP_ID>`` (Slurm's job.step).
+
+    Lightning's own DDP launcher (``trainer=ddp`` without either) passes rank 0's folder to the processes it
+    starts (``hydra.run.dir=...``), so it needs nothing from here.
+    """
+    env = os.environ
+    if int(env.get("WORLD_SIZE", "1")) > 1 and env.get("TORCHELASTIC_RUN_ID", "none") != "none":
+        return f"torchrun-{env['TORCHELASTIC_RUN_ID']}"
+    tasks = env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1"))
+    if "SLURM_JOB_ID" in env and "SLURM_STEP_ID" in env and int(tasks) > 1:
+        return f"slurm-{env['SLURM_JOB_ID']}.{env['SLURM_STEP_ID']}"
+    return None
+
+
+def _launch_rank() -> int:
+    """This process's global rank under torchrun (``RANK``) or srun (``SLURM_PROCID``)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
+def _launch_restart() -> int:
+    """How often torchrun restarted the workers, or Slurm requeued the job: the same run carrying on."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 
 def unique_run_dir(path: str) -> str:
@@ -29,9 +63,22 @@ def unique_run_dir(path: str) -> str:
     timestamp of ``outputs/<task>/<timestamp>``) never share a folder, even when racing. Registered
     as the OmegaConf resolver ``${unique_dir:...}`` (cached per config, as Hydra's ``${now:}``, so a
     run and the jobs of a sweep resolve it once); ``configs/hydra/default.yaml`` uses it.
+
+    Under ``torchrun`` or ``srun`` (:func:`launch_run_name`) the last part of ``path`` (the timestamp) is replaced
+    by the launch's id and every rank gets that one folder; a folder of that name that already holds checkpoints
+    is refused on the first attempt (the id was used by another run), kept on a restart or requeue.
     """
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
+    shared = launch_run_name()
+    if shared is not None:
+        run_dir = base.with_name(shared)
+        if _launch_rank() == 0 and _launch_restart() == 0 and (run_dir / "checkpoints").exists():
+            raise FileExistsError(f"Run folder {run_dir} (named by the launcher's id) already holds another run's "
+                                  "checkpoints: launch with a new id (torchrun --rdzv-id=...), or resume that run "
+                                  "with ckpt_path=<its checkpoints/last.ckpt> in a new launch")
+        run_dir.mkdir(exist_ok=True)  # the ranks race to create it: each one may be first
+        return str(run_dir)
     for n in itertools.count():
         candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
         try:

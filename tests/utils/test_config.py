@@ -1,7 +1,11 @@
-"""Run folders never shared; config errors name the file (or command line) that set the failing node."""
+"""Run folders never shared between runs, shared by the ranks of one launch; config errors name the file (or
+command line) that set the failing node."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,6 +15,15 @@ from omegaconf import OmegaConf
 from restore.utils.config import ConfigError, instantiate_node, unique_run_dir
 
 ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER_ENV = ("WORLD_SIZE", "RANK", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "SLURM_JOB_ID",
+                "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_RESTART_COUNT")
+
+
+@pytest.fixture(autouse=True)
+def no_launcher(monkeypatch):
+    """These tests start outside torchrun/srun even when the test run itself is inside one."""
+    for key in LAUNCHER_ENV:
+        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture
@@ -45,6 +58,63 @@ def test_racing_processes_never_share_a_folder(tmp_path):
     for t in threads:
         t.join()
     assert len(set(created)) == 8 and all(Path(c).is_dir() for c in created)
+
+
+def _as_rank(monkeypatch, rank: int, **env: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RANK" if "TORCHELASTIC_RUN_ID" in env else "SLURM_PROCID", str(rank))
+
+
+@pytest.mark.parametrize("launcher, env", [
+    ("torchrun-3f2a", {"WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "3f2a"}),
+    ("slurm-7741.0", {"SLURM_JOB_ID": "7741", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2"}),
+])
+def test_the_ranks_of_one_launch_share_one_folder(compose, tmp_path, freeze_now, monkeypatch, launcher, env):
+    """torchrun/srun start train.py once per rank, a second apart: without the launch's id, rank 1 made its own
+    <timestamp>_1 (or next second's) folder and the run was spread over two."""
+    dirs = []
+    for rank, second in ((1, "00"), (0, "01")):  # the later rank first, in the next second
+        _as_rank(monkeypatch, rank, **env)
+        cfg = compose("train", [f"paths.log_dir={tmp_path}"])
+        OmegaConf.register_new_resolver("now", lambda pattern, s=second: f"2026-01-01_00-00-{s}", use_cache=True,
+                                        replace=True)
+        dirs.append(Path(cfg.hydra.run.dir))
+    freeze_now()
+    assert dirs == [tmp_path / "denoise_nafnet_tiny" / launcher] * 2 and dirs[0].is_dir()
+    assert sorted(p.name for p in dirs[0].parent.iterdir()) == [launcher]
+
+
+def test_torchruns_placeholder_id_is_not_shared(tmp_path, monkeypatch):
+    """torchrun's default --rdzv-id is the word 'none', the same for every launch: not a name for one run."""
+    _as_rank(monkeypatch, 0, WORLD_SIZE="2", TORCHELASTIC_RUN_ID="none")
+    base = str(tmp_path / "task" / "2026-01-01_00-00-00")
+    assert [Path(unique_run_dir(base)).name for _ in range(2)] == ["2026-01-01_00-00-00", "2026-01-01_00-00-00_1"]
+
+
+def test_a_reused_launch_id_never_writes_into_another_runs_folder(tmp_path, monkeypatch):
+    base = str(tmp_path / "task" / "2026-01-01_00-00-00")
+    _as_rank(monkeypatch, 0, WORLD_SIZE="2", TORCHELASTIC_RUN_ID="job1")
+    (tmp_path / "task" / "torchrun-job1" / "checkpoints").mkdir(parents=True)  # an earlier run with that id
+    with pytest.raises(FileExistsError, match=r"torchrun-job1.*--rdzv-id"):
+        unique_run_dir(base)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # torchrun restarting this run's workers: carry on there
+    assert unique_run_dir(base) == str(tmp_path / "task" / "torchrun-job1")
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_ranks_writes_one_run_folder(tmp_path):
+    """The documented torchrun command (docs/scaling.md), 4 steps on 2 gloo ranks: one folder, with checkpoints."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(ROOT / "train.py"),
+           "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=4",
+           "trainer.val_check_interval=2", "data.batch_size=2", "data.num_workers=0", "logger=csv",
+           f"paths.log_dir={tmp_path}"]
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list((tmp_path / "denoise_nafnet_tiny").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("torchrun-"), runs
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and (runs[0] / "metrics.json").is_file()
 
 
 def test_wrong_target_in_a_copied_net_config_names_that_file(compose, tmp_path):
