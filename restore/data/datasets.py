@@ -43,6 +43,7 @@ import os
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -248,7 +249,7 @@ class PairedImageDataset(RestorationDataset):
         OSError / FileNotFoundError: a file whose header cannot be read, or that does not exist.
     """
 
-    def __init__(self, pairs: Sequence[ImagePair | Sequence], **options) -> None:
+    def __init__(self, pairs: Sequence[ImagePair | Sequence], **options: Any) -> None:
         self.pairs = [_as_pair(item) for item in pairs]
         if not self.pairs:
             raise ValueError("PairedImageDataset got no (lq, gt) pairs")
@@ -294,7 +295,7 @@ class CleanImageDataset(RestorationDataset):
     LAYOUT = "<root>/*.png (or .jpg, .bmp …) clean images, e.g. BSD400 / WED / DIV2K_train_HR"
 
     def __init__(self, root: str | Path, degradations: Sequence[Degradation], recursive: bool = False,
-                 **options) -> None:
+                 **options: Any) -> None:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"clean-image folder {root} not found; expected {self.LAYOUT} "
@@ -370,7 +371,7 @@ class EmbeddedImagesDataset(RestorationDataset):
     """
 
     def __init__(self, split: str = "train", degradations: Sequence[Degradation] | None = None,
-                 max_side: int | None = 512, **options) -> None:
+                 max_side: int | None = 512, **options: Any) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"EmbeddedImagesDataset split must be 'train' or 'val', got {split!r}")
         if degradations is None:

@@ -254,7 +254,8 @@ def rain100_pairs(root: str | Path, lq_dir: str | None = None, gt_dir: str | Non
 
     Args:
         root: the ``Rain100L`` / ``Rain100H`` / ``RainTrainL`` folder.
-        lq_dir, gt_dir: sub-folder names, when auto-detection is not wanted (``gt_dir="."``: the root).
+        lq_dir: the rainy images' sub-folder name, when auto-detection is not wanted.
+        gt_dir: the clean images' sub-folder name, likewise (``gt_dir="."``: the root).
     """
     root = _require_root(root, "Rain100", RAIN100_LAYOUT)
     lq = root / lq_dir if lq_dir else _find_subdir(root, _RAIN_DIRS)

@@ -72,12 +72,15 @@ class BaryIRModule(RestorationModule):
             "dehaze"]``); every training sample's task must be one of them.
         potentials: partial ``(num_potentials=K, channels=C) -> nn.Module`` returning (B, K)
             (:class:`restore.models.baryir.KantorovichPotentials`).
-        scheduler, potential_scheduler: partial ``(optimizer, total_steps) -> LRScheduler``, stepped
-            every batch, or None.
+        scheduler: partial ``(optimizer, total_steps) -> LRScheduler`` of the network's optimiser,
+            stepped every batch, or None.
+        potential_scheduler: the same for the potentials' optimiser.
         source_weights: λ_k per source; ``None`` = inverse frequency of the training set's samples.
         wb_weight: weight of the Wasserstein-barycenter terms against the restoration loss.
-        distance_weight, orthogonality_weight, contrastive_weight, potential_weight: the terms inside
-            the bracket (1, 0.05, 0.05, 1 as the official code).
+        distance_weight: weight of RMS(z_s − z_b) inside the bracket (1, as the official code).
+        orthogonality_weight: weight of the orthogonality term (0.05).
+        contrastive_weight: weight of the InfoNCE term (0.05).
+        potential_weight: weight of − f_k(z_b) (1).
         congruence_weight: weight of (Σ_k λ_k f_k)² in the potential step (10).
         temperature: InfoNCE temperature τ (0.07).
         gradient_clip_val: clip each optimiser's gradient norm to this (None: no clipping).

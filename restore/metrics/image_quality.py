@@ -172,7 +172,8 @@ class ImageQualityMetrics(MetricCollection):
         quantize: round to 8 bits before measuring; defaults to True for ``"y"``, False for ``"rgb"``.
         lpips: also measure LPIPS with this backbone (``"alex"``, ``"vgg"``, ``"squeeze"``); see the
             module docstring for the weights it needs.
-        prefix, postfix: added to the metric names (e.g. ``"val/"``, ``"_input_y4"``).
+        prefix: put before the metric names (e.g. ``"val/"``).
+        postfix: put after them (e.g. ``"_input_y4"``).
 
     PSNR and SSIM are higher-is-better, LPIPS lower-is-better (``higher_is_better``). Gray inputs
     (C = 1) are measured as they are under either protocol.

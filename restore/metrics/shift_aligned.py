@@ -29,7 +29,9 @@ def shift_aligned_quality(pred: torch.Tensor, target: torch.Tensor, max_shift: i
     """PSNR/SSIM at the integer shift of ``pred`` (|dy|, |dx| ≤ max_shift) that maximises PSNR.
 
     Args:
-        pred, target: (1, C, H, W) in [0, 1], same shape, H and W > 2·max_shift.
+        pred: (1, C, H, W) in [0, 1], H and W > 2·max_shift.
+        target: the same shape as ``pred``.
+        max_shift: the largest |dy| and |dx| tried, in pixels.
 
     Returns:
         {"psnr", "ssim", "dy", "dx"}: measured on the (H − 2·max_shift)×(W − 2·max_shift) centre of

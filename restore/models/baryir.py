@@ -67,10 +67,10 @@ __all__ = [
 class BaryIRNet(RestorationUNet):
     """A :class:`RestorationUNet` whose latent goes through BaryIR's barycenter heads.
 
+    The arguments from ``block`` to ``channels_last`` are the backbone's (see :class:`RestorationUNet`);
+    configs inherit them from a backbone's net config.
+
     Args:
-        block, in_channels, out_channels, width, enc_blocks, middle_blocks, dec_blocks,
-            kernel_sizes, skip, drop_path_rate, global_residual, channels_last: the backbone's
-            arguments (see :class:`RestorationUNet`); configs inherit them from a backbone's net config.
         barycenter_blocks: blocks of the barycenter map z_s → z_b (the backbone's own block, at the
             latent width and the middle's kernel size). The official code uses as many as the
             latent stage (8 Transformer blocks); 1 keeps CPU models cheap.
@@ -204,7 +204,8 @@ class KantorovichPotentials(nn.Module):
     Args:
         num_potentials: K, one per source degradation (training task).
         channels: latent channels of the network (``net.latent_channels``).
-        grid, hidden: see :class:`KantorovichPotential`.
+        grid: pooled grid size of each potential (see :class:`KantorovichPotential`).
+        hidden: hidden width of each potential's MLP (see :class:`KantorovichPotential`).
 
     Shapes: (B, C, h, w) → (B, K): every potential on every sample (the congruence penalty needs all
     K; the generator and potential losses pick each sample's own with ``gather``).

@@ -253,7 +253,8 @@ class UniRepLKNetBlock(nn.Module):
         ffn_ratio: hidden width of the pointwise MLP, ×C (4).
         se_ratio: SE bottleneck, ×C (1/4).
         layer_scale_init: initial γ (1e-6); 0 disables layer scale.
-        branch_kernel_sizes, branch_dilations: custom DRB branches (default: :data:`DRB_BRANCHES`).
+        branch_kernel_sizes: custom DRB branches' kernel sizes (default: :data:`DRB_BRANCHES`).
+        branch_dilations: their dilations, one per kernel size.
         deploy: build the re-parameterised form directly (what :meth:`reparameterize` produces).
         conv_impl: ``"direct"`` or ``"fft"`` for the DRB's K×K conv (plain 3×3 / 5×5 convs run directly).
 
