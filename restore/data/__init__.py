@@ -8,7 +8,7 @@ Layout functions (``gopro_pairs``, ``rain100_pairs``, ``sots_pairs``, ``lol_pair
 (lq, gt) file pairs of a dataset; :class:`PairedImageDataset` loads any list of pairs,
 :class:`CleanImageDataset` a folder of clean images and :class:`EmbeddedImagesDataset` the
 scikit-image photographs, both degraded on the fly. Configs in ``configs/data/`` build a
-:class:`RestorationDataModule` from them; layouts and sources are described in ``data/README.md``.
+:class:`RestorationDataModule` from them; layouts and sources are described in ``docs/data.md``.
 """
 
 from restore.data.datamodule import RestorationDataModule, TaskTaggedDataset, collate_samples

@@ -299,7 +299,7 @@ class CleanImageDataset(RestorationDataset):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"clean-image folder {root} not found; expected {self.LAYOUT} "
-                                    "(see data/README.md)")
+                                    "(see docs/data.md)")
         if not degradations:
             raise ValueError(f"CleanImageDataset({root}) needs at least one degradation to make lq images from")
         self.root = root

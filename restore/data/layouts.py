@@ -8,7 +8,7 @@ config the pairs are a nested ``_target_``::
     pairs: {_target_: restore.data.rain100_pairs, root: ../shared/data/derain/Rain100L}
     task: derain
 
-Layouts (``data/README.md`` has the table)::
+Layouts (``docs/data.md`` has the table)::
 
     paired_paths_from_folders   <lq_dir>/<stem>.png  ↔ <gt_dir>/<stem>.png  (stem_map for other naming)
     gopro_pairs                 GoPro_Large/{train,test}/<sequence>/blur/<frame>.png ↔ …/sharp/<frame>.png
@@ -64,7 +64,7 @@ def _is_image(path: Path) -> bool:
 
 
 def _expected(layout: str | None) -> str:
-    return f"; expected {layout} (see data/README.md)" if layout else ""
+    return f"; expected {layout} (see docs/data.md)" if layout else ""
 
 
 def list_images(folder: str | Path, recursive: bool = False, what: str = "image folder",
