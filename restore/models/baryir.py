@@ -171,7 +171,7 @@ class KantorovichPotential(nn.Module):
     Adaptive average pooling to ``grid``×``grid`` → MLP (C·grid² → hidden → 64 → 1, LeakyReLU(0.2)
     between layers). The official ``Potentials`` flatten a conv(4, stride 4) map whose size is fixed
     by the 128² patch (C·4·4 features at 128²); pooling to the same grid gives the same feature count
-    at any patch or image size, without that conv (a 3×3 conv there cost ≈ 10–15% of a tiny CPU
+    at any patch or image size, without that conv (a 3×3 conv there is a sizeable share of a tiny
     model's training step).
 
     Args:

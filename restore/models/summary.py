@@ -8,7 +8,7 @@ activations and element-wise ops are not counted (the usual convention of the pa
 Command line (composes ``configs/model/net/<name>.yaml``)::
 
     python -m restore.models.summary model/net=unireplknet_tiny [input_size=256] [width=32 …]
-    python -m restore.models.summary --all [input_size=256]        # every net config: the README table
+    python -m restore.models.summary --all [input_size=256]   # every net config (docs/methods/backbones.md)
 
 ``input_size`` is a side (``256``), ``HxW`` (``256x384``) or a full ``[B,C,H,W]``; other ``key=value``
 arguments override the net config.
