@@ -53,9 +53,9 @@ def steptime(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     plain = instantiate(plain_cfg.model)
     bary = instantiate(bary_cfg.model)
-    opt_plain = plain.optimizer_factory(params=plain.net.parameters())
-    opt_net = bary.optimizer_factory(params=bary.net.parameters())
-    opt_pot = bary.potential_optimizer_factory(params=bary.potentials.parameters())
+    opt_plain = plain.optimizer_specs[0].optimizer(params=plain.net.parameters())
+    opt_net, opt_pot = (spec.optimizer(params=module.parameters()) for spec, module in
+                        zip(bary.optimizer_specs, (bary.net, bary.potentials)))
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, args.patch, args.patch, generator=g)
     y = torch.rand(args.batch, 3, args.patch, args.patch, generator=g)

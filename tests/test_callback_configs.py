@@ -1,5 +1,5 @@
-"""configs/callbacks/{early_stopping,model_summary}.yaml and configs/logger/many_loggers.yaml: they build, and
-early stopping stops a run whose metric stops improving."""
+"""configs/callbacks/{early_stopping,model_summary}.yaml and configs/logger/many_loggers.yaml: they build beside the
+default callbacks (the training guards among them), and early stopping stops a run whose metric stops improving."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import EarlyStopping, RichModelSummary
 
+from restore.lightning import DivergenceGuard, ResumeOverrides
 from restore.utils.config import instantiate_group
 
 
 def test_early_stopping_and_model_summary_compose_with_the_default_callbacks(compose):
     cfg = compose("train", ["callbacks=[default,early_stopping,model_summary]", "optimized_metric=val/ssim"])
     callbacks = {type(c): c for c in instantiate_group(cfg, "callbacks")}
-    assert len(callbacks) == 7  # the 5 default ones kept
+    assert len(callbacks) == 9  # the 7 default ones kept
+    assert {DivergenceGuard, ResumeOverrides} <= set(callbacks)
     stopper = callbacks[EarlyStopping]
     assert stopper.monitor == "val/ssim" and stopper.mode == "max"  # follows optimized_metric / optimized_mode
     assert callbacks[RichModelSummary]._max_depth == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,36 @@ def test_missing_required_value_names_the_config_file(tmp_path):
     proc = run("train.py", "data.batch_size=???", "data.num_workers=0", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
     assert "configs/data/denoise/embedded.yaml" in proc.stderr
+
+
+def advised_command(stderr: str) -> list[str]:
+    """The overrides of the command the divergence guard's message says to run next."""
+    match = re.search(r"(?:start again|resume from it) with a lower learning rate: python \S*train.py (.*?) \(the",
+                      stderr)
+    assert match, stderr[-3000:]
+    return shlex.split(match.group(1))
+
+
+def test_a_diverging_run_says_which_command_restarts_it(tmp_path):
+    """lr=100 blows up at the second step: stopped there, the message gives the user's command with a learning
+    rate a tenth of the last one that kept the loss healthy (the first step's, 100 × the warm-up's 1e-3)."""
+    proc = run("train.py", "model.optimizer.lr=100", *QUICK, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0 and "DivergenceError" in proc.stderr, proc.stderr[-3000:]
+    assert "at global step 1 " in proc.stderr
+    assert advised_command(proc.stderr) == [*QUICK, "model.optimizer.lr=0.01"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lr", ["10", "100"])
+def test_the_advice_after_divergence_recovers_the_default_run(tmp_path, lr):
+    """`python train.py model.optimizer.lr=10` (or 100), then exactly the command its message gives: the
+    run finishes above the input PSNR."""
+    proc = run("train.py", f"model.optimizer.lr={lr}", f"hydra.run.dir={tmp_path / 'diverged'}")
+    assert proc.returncode != 0 and re.search(r"(NonFiniteLoss|Divergence)Error", proc.stderr), proc.stderr[-3000:]
+    proc = run("train.py", *advised_command(proc.stderr), f"hydra.run.dir={tmp_path / 'advised'}", timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    val = json.loads((tmp_path / "advised" / "metrics.json").read_text())["metrics"]["all"]
+    assert val["psnr"]["output"] > val["psnr"]["input"], val
 
 
 def test_ddp_two_cpu_processes(tmp_path):

@@ -35,6 +35,7 @@ every other model. Gradient clipping: ``gradient_clip_val`` of this module (Ligh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable, Sequence
 
@@ -42,7 +43,8 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset
 
-from restore.lightning.module import NonFiniteLossError, RestorationModule
+from restore.lightning.hyperparameters import OptimizerSpec
+from restore.lightning.module import RestorationModule
 from restore.models.baryir import (
     barycenter_distance,
     congruence_penalty,
@@ -109,6 +111,12 @@ class BaryIRModule(RestorationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(net=net, loss=loss, optimizer=optimizer, scheduler=scheduler, **kwargs)
+        # the generator's loss is backpropagated first, the potentials' second (training_step); the potential
+        # loss is signed (−f terms), so the divergence guard only stops it on NaN/Inf
+        self.optimizer_specs[0] = dataclasses.replace(self.optimizer_specs[0], loss="generator loss")
+        self.optimizer_specs.append(OptimizerSpec(potential_optimizer, potential_scheduler,
+                                                  "model.potential_optimizer", "model.potential_scheduler",
+                                                  loss="potential loss", signed_loss=True))
         # partials and modules stay out of the hyper-parameters (checkpoints load with weights_only=True)
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "potential_optimizer",
                                           "potentials", "potential_scheduler"], logger=False)
@@ -120,8 +128,6 @@ class BaryIRModule(RestorationModule):
             raise ValueError(f"sources must be distinct task names, got {self.sources}")
         self.automatic_optimization = False
         self.potentials = potentials(num_potentials=len(self.sources), channels=net.latent_channels)
-        self.potential_optimizer_factory = potential_optimizer
-        self.potential_scheduler_factory = potential_scheduler
         if source_weights is not None and len(source_weights) != len(self.sources):
             raise ValueError(f"source_weights has {len(source_weights)} values for {len(self.sources)} sources "
                              f"{self.sources}")
@@ -219,7 +225,6 @@ class BaryIRModule(RestorationModule):
         self.toggle_optimizer(opt_net)  # potentials frozen: −f_k(z_b) moves only the network
         pred, z_s, z_b, z_r = self.net.forward_latents(batch["lq"])
         gen = self.generator_loss(pred, batch["gt"], z_s, z_b, z_r, sources)
-        self._check_player_loss(gen["loss"], batch_idx, "generator")
         opt_net.zero_grad(set_to_none=True)
         self.manual_backward(gen["loss"])
         opt_net.step()
@@ -227,7 +232,6 @@ class BaryIRModule(RestorationModule):
 
         self.toggle_optimizer(opt_pot)  # network frozen: z_b detached
         pot = self.potential_loss(z_b.detach(), sources)
-        self._check_player_loss(pot["loss"], batch_idx, "potential")
         opt_pot.zero_grad(set_to_none=True)
         self.manual_backward(pot["loss"])
         self._step_uncounted(opt_pot)
@@ -250,17 +254,6 @@ class BaryIRModule(RestorationModule):
         schedulers = self.lr_schedulers()
         return [] if schedulers is None else schedulers if isinstance(schedulers, list) else [schedulers]
 
-    def _check_player_loss(self, loss: torch.Tensor, batch_idx: int, player: str) -> None:
-        """Stop before a step is applied: the generator's loss through the module's NaN/divergence check,
-        the potentials' on NaN/Inf; both name the checkpoint to resume from only if one is on disk."""
-        if player == "generator":
-            self._stop_if_diverged(loss, batch_idx)
-        elif not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"BaryIR {player} loss is {loss.item()} at global step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}); stopped before applying it. {self._resume_advice()} "
-                "For the potentials: a lower model.potential_optimizer.lr or model.gradient_clip_val.")
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # after AMP unscaling, before the step: the place for clipping under manual optimisation
         if self.gradient_clip_val:
@@ -268,11 +261,11 @@ class BaryIRModule(RestorationModule):
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        opt_net = self.optimizer_factory(params=[p for p in self.net.parameters() if p.requires_grad])
-        opt_pot = self.potential_optimizer_factory(params=list(self.potentials.parameters()))
         total = int(self.trainer.estimated_stepping_batches)
-        schedulers = [factory(optimizer=opt, total_steps=total) for factory, opt in
-                      ((self.scheduler_factory, opt_net), (self.potential_scheduler_factory, opt_pot)) if factory]
+        (opt_net, sched_net), (opt_pot, sched_pot) = (
+            spec.build(params, total) for spec, params in zip(self.optimizer_specs, (
+                [p for p in self.net.parameters() if p.requires_grad], list(self.potentials.parameters()))))
+        schedulers = [s for s in (sched_net, sched_pot) if s is not None]
         return ([opt_net, opt_pot], schedulers) if schedulers else [opt_net, opt_pot]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import functools
-import inspect
-import logging
-import math
-import numbers
-import statistics
-from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,29 +9,28 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from restore.errors import DivergenceError, NonFiniteLossError
+from restore.lightning.callbacks import warn_if_unguarded
+from restore.lightning.hyperparameters import OptimizerSpec
 from restore.lightning.image_logging import log_images
 from restore.metrics import ImageQualityMetrics, check_lpips_weights
 from restore.utils.image import write_image
 
+# the training-loss errors live in restore.errors; importable from here as before
 __all__ = ["RestorationModule", "NonFiniteLossError", "DivergenceError", "NonFiniteOutputError", "batch_size_of",
            "SIDES"]
 
-log = logging.getLogger(__name__)
-
 SIDES = ("output", "input")  # what is measured against the target: the network's output, the degraded input
+
+# arguments that moved to the DivergenceGuard callback (configs/callbacks/divergence_guard.yaml)
+MOVED_TO_CALLBACKS = {"divergence_factor": "callbacks.divergence_guard.factor",
+                      "divergence_window": "callbacks.divergence_guard.window",
+                      "divergence_warmup": None}
 
 
 def batch_size_of(batch: dict) -> int:
     """Images in a restoration batch (for ``ThroughputMonitor(batch_size_fn=...)``)."""
     return int(batch["lq"].shape[0])
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or Inf; nothing from that step was applied or saved."""
-
-
-class DivergenceError(NonFiniteLossError):
-    """The training loss jumped far above its recent median (``divergence_factor``); stopped like a NaN loss."""
 
 
 class NonFiniteOutputError(FloatingPointError):
@@ -59,8 +50,8 @@ class RestorationModule(LightningModule):
     Args:
         net: the network, (B, C, H, W) → (B, C, H, W).
         loss: ``(pred, target) -> scalar``.
-        optimizer: partial optimizer (Hydra ``_partial_: true``), called with the parameters. Its
-            numeric hyper-parameters are checked here, named by their config key (``model.optimizer.lr``).
+        optimizer: partial optimizer (Hydra ``_partial_: true``), called with the parameters; checked at
+            start-up, named by its config key (``model.optimizer.lr``): :class:`OptimizerSpec`.
         scheduler: partial ``(optimizer, total_steps) -> LRScheduler`` stepped every step, or None.
         metrics: protocol configs, e.g. ``[{"protocol": "rgb"}, {"protocol": "y", "crop_border": 4}]``.
         task_names: names of the task ids in batches; taken from the datamodule when None.
@@ -69,16 +60,12 @@ class RestorationModule(LightningModule):
         save_images_dir: when set, ``test`` writes each restored image there as ``<name>.png``.
         net_config: the network's Hydra config, stored in checkpoints so :func:`restore.load_model`
             rebuilds the network without the run's config.
-        divergence_factor: stop (:class:`DivergenceError`) when a training loss exceeds this many
-            times the median of the last ``divergence_window`` losses, once ``divergence_warmup`` of
-            them are known; None turns the check off. A NaN/Inf loss always stops.
-        divergence_window: how many recent losses the median covers.
-        divergence_warmup: losses seen before the check starts (after a start or a resume).
         weights_path: the file the weights came from, named when they give non-finite outputs.
 
-    On resume (``trainer.fit(..., ckpt_path=...)``) the configured optimizer and scheduler
-    hyper-parameters win over the checkpoint's where they differ (e.g. a lower
-    ``model.optimizer.lr`` after a NaN); each difference is logged and kept in :attr:`resume_overrides`.
+    The training guards are callbacks (:mod:`restore.lightning.callbacks`, listed in
+    ``configs/callbacks/default.yaml``): ``DivergenceGuard`` stops on a NaN or diverging loss and
+    ``ResumeOverrides`` makes the configured optimizer and scheduler values win on resume; both read
+    :attr:`optimizer_specs`.
     """
 
     config_key = "model"  # where this module's arguments live in the Hydra config, to name keys in errors
@@ -94,25 +81,18 @@ class RestorationModule(LightningModule):
         log_images: int = 2,
         save_images_dir: str | None = None,
         net_config: dict | None = None,
-        divergence_factor: float | None = 100.0,
-        divergence_window: int = 100,
-        divergence_warmup: int = 100,
         weights_path: str | None = None,
+        **moved: Any,
     ) -> None:
         super().__init__()
+        refuse_moved_arguments(moved, self.config_key, type(self).__name__)
         # partials and modules stay out of the hyper-parameters: checkpoints load with weights_only=True
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
-        check_hyperparameters(optimizer, f"{self.config_key}.optimizer")
-        if scheduler is not None:
-            check_hyperparameters(scheduler, f"{self.config_key}.scheduler")
-        _dry_run(optimizer, scheduler, self.config_key)  # torch's own checks (lr < 0, unknown keys), named
-        if divergence_factor is not None and not (_is_number(divergence_factor) and divergence_factor > 1):
-            raise ValueError(f"{self.config_key}.divergence_factor must be a number > 1 or null, "
-                             f"got {divergence_factor!r}")
+        #: one per optimizer of configure_optimizers, in order (read by the guard callbacks)
+        self.optimizer_specs = [OptimizerSpec(optimizer, scheduler, f"{self.config_key}.optimizer",
+                                              f"{self.config_key}.scheduler")]
         self.net = net
         self.loss = loss
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.metric_configs = [dict(m) for m in metrics]
         for cfg in self.metric_configs:
             if cfg.get("lpips"):
@@ -121,9 +101,6 @@ class RestorationModule(LightningModule):
         self.log_images = log_images
         self.save_images_dir = save_images_dir
         self.net_config = net_config
-        self.divergence_factor = divergence_factor
-        self.divergence_warmup = max(1, int(divergence_warmup))
-        self._recent_losses: deque[float] = deque(maxlen=max(1, int(divergence_window)))
         self.weights_path = weights_path
         # stage → {key: ImageQualityMetrics}, built on the module's device at the stage's first epoch; a plain
         # dict, not a submodule, so metric modules (LPIPS' network) stay out of checkpoints and strict resumes
@@ -132,10 +109,6 @@ class RestorationModule(LightningModule):
         self._metric_specs: dict[str, list[tuple[str, int | None, str, int]]] = {}
         #: stage → task → metric → {"output": value, "input": value}, from the last val/test epoch
         self.results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-        #: (config key, checkpoint value, configured value) applied when resuming
-        self.resume_overrides: list[tuple[str, Any, Any]] = []
-        self._configured_groups: list[dict] = []
-        self._configured_scheduler: dict | None = None
 
     # -- metrics -----------------------------------------------------------------------------
     def metric_suffix(self, protocol: int) -> str:
@@ -184,64 +157,8 @@ class RestorationModule(LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.training_outputs(batch["lq"]), batch["gt"].float())
-        self._stop_if_diverged(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["lq"].shape[0])
         return loss
-
-    def _stop_if_diverged(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """Raise before the step is applied when the loss is NaN/Inf or ``divergence_factor`` × its recent median.
-
-        The decision is shared by all DDP ranks, so they stop together.
-        """
-        value = float(loss.detach())
-        median = statistics.median(self._recent_losses) if len(self._recent_losses) >= self.divergence_warmup \
-            else None
-        diverged = (self.divergence_factor is not None and median is not None and math.isfinite(value)
-                    and value > self.divergence_factor * median)
-        bad = not math.isfinite(value) or diverged
-        if self._trainer is not None:
-            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
-        if not bad:
-            self._recent_losses.append(value)
-            return
-        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-        if diverged:
-            what, error = (f"Loss {value:.4g} is more than {self.divergence_factor:g}× the median of the last "
-                           f"{len(self._recent_losses)} losses ({median:.4g}) at {where}: the training diverges. "
-                           f"Stopped before applying it (the check: {self.config_key}.divergence_factor)."), \
-                DivergenceError
-        else:
-            what, error = f"Loss is {value} at {where} (on this or another rank); stopped before applying it.", \
-                NonFiniteLossError
-        raise error(f"{what} {self._resume_advice()}")
-
-    def _resume_advice(self) -> str:
-        """What to resume from, naming a checkpoint only if one is on disk."""
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer is not None and \
-            self.trainer.optimizers else None
-        fix = (f"a lower {self.config_key}.optimizer.lr" + (f" (the learning rate is now {float(lr):.3g})"
-                                                            if lr is not None else "")
-               + " or gradient clipping (trainer.gradient_clip_val)")
-        ckpt, dirs = self._last_checkpoint()
-        if ckpt is not None:
-            return (f"The last checkpoint written, {ckpt}, is from before this step: resume with "
-                    f"ckpt_path={ckpt} and {fix}; the configured optimizer and scheduler values override the "
-                    "checkpoint's on resume.")
-        where = f" (checkpoints go to {', '.join(dirs)})" if dirs else " (no checkpoint callback is configured)"
-        return f"No checkpoint has been written yet{where}: start again with {fix}."
-
-    def _last_checkpoint(self) -> tuple[Path | None, list[str]]:
-        """The newest checkpoint file on disk among the trainer's checkpoint callbacks, and their folders."""
-        found, dirs = [], []
-        for cb in getattr(self.trainer, "checkpoint_callbacks", []) if self._trainer is not None else []:
-            dirpath = getattr(cb, "dirpath", None)
-            if dirpath:
-                dirs.append(str(dirpath))
-            for path in (getattr(cb, "last_model_path", ""), Path(dirpath) / "last.ckpt" if dirpath else "",
-                         getattr(cb, "best_model_path", "")):
-                if path and Path(path).is_file() and Path(path).stat().st_size > 0:
-                    found.append(Path(path))
-        return (max(found, key=lambda p: p.stat().st_mtime) if found else None), dirs
 
     def on_validation_epoch_start(self) -> None:
         self._reset_metrics("val")
@@ -326,145 +243,28 @@ class RestorationModule(LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        # the configured values, before a scheduler scales lr or Lightning restores a checkpoint's
-        self._configured_groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
-                                   for g in optimizer.param_groups]
-        if self.scheduler_factory is None:
+        optimizer, scheduler = self.optimizer_specs[0].build([p for p in self.parameters() if p.requires_grad],
+                                                             total_steps=int(self.trainer.estimated_stepping_batches))
+        if scheduler is None:
             return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=self._total_steps())
-        self._configured_scheduler = copy.deepcopy(scheduler.state_dict())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _total_steps(self) -> int:
-        return int(self.trainer.estimated_stepping_batches)
-
-    def on_train_start(self) -> None:
-        self._recent_losses.clear()
-        if self.trainer.ckpt_path is not None:
-            self._apply_configured_hyperparameters()
-
-    def _apply_configured_hyperparameters(self) -> None:
-        """After Lightning restored the checkpoint's optimizer and scheduler: where the configured
-        hyper-parameters differ from the checkpoint's, the configured ones win, logged.
-
-        The learning rate is compared at its base (the scheduler's ``initial_lr``); when it or a
-        scheduler hyper-parameter differs (``min_lr``, ``warmup_steps``, the total steps after a
-        change of ``trainer.max_steps``), the configured schedule is replayed to the resumed step,
-        so the run continues exactly as if it had used the new values from the start.
-        """
-        if not self.trainer.optimizers or not self._configured_groups:
-            return
-        optimizer = self.trainer.optimizers[0]
-        configs = self.trainer.lr_scheduler_configs
-        scheduler = configs[0].scheduler if configs else None
-        changes: list[tuple[str, Any, Any]] = []
-        for group, configured in zip(optimizer.param_groups, self._configured_groups):
-            for key, value in configured.items():
-                if key in ("lr", "initial_lr") or key not in group or _same(group[key], value):
-                    continue
-                changes.append((f"{self.config_key}.optimizer.{key}", group[key], value))
-                group[key] = copy.deepcopy(value)
-            restored_lr = group.get("initial_lr", group["lr"]) if scheduler is not None else group["lr"]
-            if not _same(restored_lr, configured["lr"]):
-                changes.append((f"{self.config_key}.optimizer.lr", restored_lr, configured["lr"]))
-                if scheduler is None:
-                    group["lr"] = configured["lr"]
-        if scheduler is not None and self._configured_scheduler is not None:
-            before, after = _schedule_hyperparameters(scheduler.state_dict()), \
-                _schedule_hyperparameters(self._configured_scheduler)
-            changes += [(f"{self.config_key}.scheduler ({k})", before[k], after.get(k)) for k in before
-                        if before[k] != after.get(k)]
-            if changes:
-                self._replay_schedule(optimizer, scheduler)
-        if changes and self.trainer.is_global_zero:
-            log.warning("Resuming from %s with the configured values where they differ from the checkpoint's: %s; "
-                        "learning rate now %.4g at step %d", self.trainer.ckpt_path,
-                        "; ".join(f"{k}: {old} → {new}" for k, old, new in changes),
-                        float(optimizer.param_groups[0]["lr"]), self.global_step)
-        self.resume_overrides = changes
-
-    def _replay_schedule(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
-        """Set ``scheduler`` (and the optimizer's lr) to where the configured schedule is at the resumed step."""
-        dummy = self.optimizer_factory(params=[{"params": [nn.Parameter(torch.zeros(1))]}
-                                               for _ in optimizer.param_groups])
-        fresh = self.scheduler_factory(optimizer=dummy, total_steps=self._total_steps())
-        for _ in range(scheduler.last_epoch - fresh.last_epoch):
-            dummy.step()  # no gradients: a no-op that keeps torch's step-order check quiet
-            fresh.step()
-        scheduler.load_state_dict(fresh.state_dict())
-        for group, replayed in zip(optimizer.param_groups, dummy.param_groups):
-            group["lr"], group["initial_lr"] = replayed["lr"], replayed["initial_lr"]
+    def on_fit_start(self) -> None:
+        warn_if_unguarded(self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.net_config is not None:
             checkpoint["net_config"] = self.net_config
 
 
-# -- hyper-parameter checks ------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_hyperparameters(factory: Callable, key: str) -> None:
-    """Numbers where the target's signature defaults to a number (tuples of them likewise), bools where
-    it defaults to a bool: a bad value raises ``ValueError`` naming ``<key>.<argument>``.
-
-    ``factory`` is a ``functools.partial`` (Hydra ``_partial_: true``); other callables are not checked.
-    """
-    if not isinstance(factory, functools.partial):
+def refuse_moved_arguments(arguments: dict, key: str, owner: str) -> None:
+    """A ``TypeError`` for keyword arguments the module does not take, naming where moved ones went."""
+    if not arguments:
         return
-    try:
-        parameters = inspect.signature(factory.func).parameters
-    except (TypeError, ValueError):
-        return
-    for name, value in factory.keywords.items():
-        default = parameters[name].default if name in parameters else inspect.Parameter.empty
-        if isinstance(default, bool):
-            ok, expected = isinstance(value, bool), "true or false"
-        elif _is_number(default):
-            ok, expected = _is_number(value), "a number"
-        elif isinstance(default, tuple) and default and all(_is_number(d) for d in default):
-            ok = isinstance(value, (list, tuple)) and len(value) == len(default) and all(map(_is_number, value))
-            expected = f"a list of {len(default)} numbers"
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"{key}.{name} must be {expected}, got {value!r} ({type(value).__name__})")
-
-
-def _dry_run(optimizer: Callable, scheduler: Callable | None, key: str) -> None:
-    """Build the optimizer (and scheduler) on a dummy parameter, so torch's own checks fail at start-up, named."""
-    try:
-        dummy = optimizer(params=[nn.Parameter(torch.zeros(1))])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{key}.optimizer is invalid: {err}") from err
-    if scheduler is not None:
-        try:
-            scheduler(optimizer=dummy, total_steps=1000)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{key}.scheduler is invalid: {err}") from err
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        a, b = float(a), float(b)
-    if _is_number(a) and _is_number(b):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
-    return a == b
-
-
-_SCHEDULE_PROGRESS = {"last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial",
-                      "base_lrs", "verbose", "_schedulers"}
-
-
-def _schedule_hyperparameters(state: dict, prefix: str = "") -> dict[str, Any]:
-    """The hyper-parameters in an LR scheduler's ``state_dict`` (progress counters and lrs left out),
-    flattened over the sub-schedulers of a ``SequentialLR``/``ChainedScheduler``."""
-    out = {f"{prefix}{k}": v for k, v in state.items() if k not in _SCHEDULE_PROGRESS}
-    for i, sub in enumerate(state.get("_schedulers") or []):
-        if isinstance(sub, dict):
-            out.update(_schedule_hyperparameters(sub, f"{prefix}{i}."))
-    return out
+    moved = [name for name in arguments if name in MOVED_TO_CALLBACKS]
+    if not moved:
+        raise TypeError(f"{owner}.__init__() got unexpected keyword arguments {sorted(arguments)}")
+    where = "; ".join(f"{key}.{name} → {MOVED_TO_CALLBACKS[name]}" if MOVED_TO_CALLBACKS[name] else
+                      f"{key}.{name} is gone (the guard is armed from the first losses)" for name in moved)
+    raise TypeError(f"The divergence check is the DivergenceGuard callback now (configs/callbacks/divergence_guard"
+                    f".yaml): {where}. Remove {', '.join(f'{key}.{n}' for n in moved)} from the model config.")

@@ -9,11 +9,19 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from test_callbacks import ScaledAfter
 from torch.utils.data import DataLoader, Dataset
 
 import restore
 from restore.data import RestorationDataModule
-from restore.lightning import BaryIRModule, warmup_cosine
+from restore.lightning import (
+    BaryIRModule,
+    DivergenceError,
+    DivergenceGuard,
+    NonFiniteLossError,
+    ResumeOverrides,
+    warmup_cosine,
+)
 from restore.losses import RestorationLoss
 from restore.models.baryir import BaryIRNet, KantorovichPotentials
 from restore.models.nafnet import NAFBlock
@@ -192,6 +200,83 @@ def test_resume_from_last_checkpoint_equals_straight_run(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     for o1, o2 in zip(t1.optimizers, t2.optimizers):
         assert o1.param_groups[0]["lr"] == pytest.approx(o2.param_groups[0]["lr"])
+
+
+class LearningRates(L.Callback):
+    """Each optimiser's base and current lr as the batch of ``at_step`` starts; stops the run after it."""
+
+    def __init__(self, at_step):
+        self.at_step, self.initial, self.current = at_step, None, None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.at_step:
+            self.initial = [o.param_groups[0]["initial_lr"] for o in trainer.optimizers]
+            self.current = [o.param_groups[0]["lr"] for o in trainer.optimizers]
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.at_step + 1:
+            trainer.should_stop = True
+
+
+@pytest.mark.parametrize("player, key, old, new", [
+    ("optimizer", "model.optimizer", 2e-3, 5e-4), ("potential_optimizer", "model.potential_optimizer", 1e-3, 2e-4)])
+def test_resume_with_a_new_lr_for_either_player_takes_effect_and_is_logged(tmp_path, caplog, player, key, old, new):
+    """The README's promise (configured values win on resume) for both players: the new lr and its schedule
+    continue as if the run had used the new value from the start; the other player keeps its own."""
+    factories = {"optimizer": torch.optim.AdamW, "potential_optimizer": torch.optim.RMSprop}
+
+    def run(root, lr=None, ckpt_path=None):
+        L.seed_everything(0)
+        kw = {} if lr is None else {player: partial(factories[player], lr=lr)}
+        module = make_module(seed=1, potential_scheduler=partial(warmup_cosine, warmup_steps=2, min_lr=1e-5), **kw)
+        probe, overrides = LearningRates(at_step=2), ResumeOverrides()
+        callbacks = [probe, overrides, ModelCheckpoint(dirpath=root / "ckpt", save_last=True, every_n_train_steps=2)]
+        make_trainer(root, 6, callbacks=callbacks, limit_val_batches=0).fit(module, data(), ckpt_path=ckpt_path)
+        return probe, overrides
+
+    run(tmp_path / "a")  # its last.ckpt is at step 2
+    with caplog.at_level("WARNING"):
+        resumed, overrides = run(tmp_path / "b", lr=new, ckpt_path=tmp_path / "a" / "ckpt" / "last.ckpt")
+    assert overrides.applied == [(f"{key}.lr", old, new)]
+    assert f"{key}.lr: {old} → {new}" in caplog.text
+    mine, other = (0, 1) if player == "optimizer" else (1, 0)
+    assert resumed.initial[mine] == new and resumed.initial[other] == {0: 2e-3, 1: 1e-3}[other]
+    straight, _ = run(tmp_path / "c", lr=new)  # the new value from the start
+    assert resumed.current == pytest.approx(straight.current, rel=1e-12)
+
+
+def test_divergence_stops_a_baryir_run_before_the_step_is_applied(tmp_path):
+    """The generator's loss blows up at step 3: neither player's step of that batch is applied."""
+
+    class Snapshot(L.Callback):
+        def on_train_batch_start(self, trainer, module, *args):
+            self.before = snapshot(module)
+
+    module, snap = make_module(loss=RestorationLoss(ScaledAfter(after=3, factor=1e6))), Snapshot()
+    trainer = make_trainer(tmp_path, 10, callbacks=[DivergenceGuard(), snap], enable_checkpointing=False,
+                           limit_val_batches=0)
+    with pytest.raises(DivergenceError, match=r"Generator loss .* at global step 3 .*model.optimizer.lr="):
+        trainer.fit(module, data())
+    after = snapshot(module)
+    assert not changed(snap.before["net"], after["net"]) and not changed(snap.before["potentials"], after["potentials"])
+
+    # the potentials' loss (signed) stops on NaN, before the potentials' step, naming their optimiser
+    module, snap = make_module(), Snapshot()
+    potential_loss = module.potential_loss
+    module.potential_loss = lambda z_b, sources: {k: v * float("nan") if module.global_step >= 2 else v
+                                                  for k, v in potential_loss(z_b, sources).items()}
+    trainer = make_trainer(tmp_path, 10, callbacks=[DivergenceGuard(), snap], enable_checkpointing=False,
+                           limit_val_batches=0)
+    with pytest.raises(NonFiniteLossError, match=r"Potential loss is nan .*model.potential_optimizer.lr="):
+        trainer.fit(module, data())
+    assert not changed(snap.before["potentials"], snapshot(module)["potentials"])
+
+
+def test_bad_potential_optimizer_values_are_named_at_start_up():
+    with pytest.raises(ValueError, match=r"model.potential_optimizer is invalid: Invalid learning rate: -1.0"):
+        make_module(potential_optimizer=partial(torch.optim.RMSprop, lr=-1.0))
+    with pytest.raises(ValueError, match=r"model.potential_scheduler.warmup_steps must be a number, got 'ten'"):
+        make_module(potential_scheduler=partial(warmup_cosine, warmup_steps="ten"))
 
 
 def test_checkpoint_round_trip_loads_the_inference_network_without_potentials(tmp_path):

@@ -7,9 +7,16 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from test_module import ScaledAfter, datamodule, make_module, make_trainer
+from test_callbacks import ScaledAfter
+from test_module import datamodule, make_module, make_trainer
 
-from restore.lightning import AtomicCheckpointIO, CheckpointReadError, InterruptCheckpoint, NonFiniteLossError
+from restore.lightning import (
+    AtomicCheckpointIO,
+    CheckpointReadError,
+    DivergenceGuard,
+    InterruptCheckpoint,
+    NonFiniteLossError,
+)
 
 
 def test_a_write_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
@@ -88,7 +95,8 @@ def test_ctrl_c_saves_last_ckpt_at_that_step_and_the_run_resumes(tmp_path, pair_
 
 def test_a_nan_stop_saves_nothing_over_the_last_good_checkpoint(tmp_path, pair_dataset):
     ckpt_dir = tmp_path / "ckpt"
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=2), InterruptCheckpoint()]
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=2), InterruptCheckpoint(),
+                 DivergenceGuard()]
     trainer = make_trainer(tmp_path, 10, callbacks=callbacks, limit_val_batches=0)
     with pytest.raises(NonFiniteLossError):
         trainer.fit(make_module(loss=ScaledAfter(3, float("nan"))), datamodule(pair_dataset))

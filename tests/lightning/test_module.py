@@ -6,13 +6,7 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 
 import restore
-from restore.lightning import (
-    DivergenceError,
-    NonFiniteLossError,
-    NonFiniteOutputError,
-    RestorationModule,
-    warmup_cosine,
-)
+from restore.lightning import NonFiniteOutputError, RestorationModule, warmup_cosine
 from restore.losses import RestorationLoss
 from restore.metrics import ImageQualityMetrics
 from restore.models.nafnet import NAFBlock
@@ -87,108 +81,6 @@ def test_lpips_is_checked_at_start_up_and_logged_for_input_and_output(tmp_path, 
     assert set(module.state_dict()) == set(make_module().state_dict())
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, pair_dataset):
-    class NaNAfter(torch.nn.L1Loss):
-        calls = 0
-
-        def forward(self, pred, target):
-            NaNAfter.calls += 1
-            loss = super().forward(pred, target)
-            return loss * float("nan") if NaNAfter.calls > 4 else loss
-
-    module = make_module(loss=NaNAfter())
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=2)
-    trainer = make_trainer(tmp_path, 10, callbacks=[ckpt], limit_val_batches=0)
-    with pytest.raises(NonFiniteLossError, match="global step 4") as err:
-        trainer.fit(module, datamodule(pair_dataset))
-    assert f"ckpt_path={tmp_path / 'ckpt' / 'last.ckpt'}" in str(err.value)  # the file that exists, named
-    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
-    assert saved["global_step"] == 4
-    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
-
-
-class ScaledAfter(torch.nn.L1Loss):
-    """L1, multiplied by ``factor`` from call ``after`` on (a training run blowing up, or NaN)."""
-
-    def __init__(self, after, factor):
-        super().__init__()
-        self.after, self.factor, self.calls = after, factor, 0
-
-    def forward(self, pred, target):
-        self.calls += 1
-        loss = super().forward(pred, target)
-        return loss * self.factor if self.calls > self.after else loss
-
-
-def test_nan_before_any_checkpoint_says_none_exists(tmp_path, pair_dataset):
-    module = make_module(loss=ScaledAfter(1, float("nan")))
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=5)
-    trainer = make_trainer(tmp_path, 10, callbacks=[ckpt], limit_val_batches=0)
-    with pytest.raises(NonFiniteLossError, match="global step 1") as err:
-        trainer.fit(module, datamodule(pair_dataset))
-    assert "No checkpoint has been written yet" in str(err.value) and str(tmp_path / "ckpt") in str(err.value)
-    assert "ckpt_path=" not in str(err.value) and not (tmp_path / "ckpt" / "last.ckpt").exists()
-
-
-def test_divergence_stops_before_nan_and_keeps_the_last_good_checkpoint(tmp_path, pair_dataset):
-    """A loss 1e6× its recent median stops the run like a NaN, before that step is applied or saved."""
-    module = make_module(loss=ScaledAfter(6, 1e6), divergence_factor=100, divergence_window=10, divergence_warmup=3)
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=2)
-    trainer = make_trainer(tmp_path, 20, callbacks=[ckpt], limit_val_batches=0)
-    with pytest.raises(DivergenceError, match=r"median of the last 6 losses .* at global step 6 .*divergence_factor"):
-        trainer.fit(module, datamodule(pair_dataset))
-    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
-    assert saved["global_step"] == 6 and trainer.global_step == 6
-    # a healthy run's batch-to-batch variation never trips it (the default factor is 100)
-    healthy = make_module(divergence_warmup=2, divergence_window=4, divergence_factor=3)
-    make_trainer(tmp_path / "h", 12, enable_checkpointing=False, limit_val_batches=0).fit(
-        healthy, datamodule(pair_dataset, sigma=0.2))
-
-
-def test_resume_with_a_lower_lr_applies_it_and_logs_it(tmp_path, pair_dataset, caplog):
-    """The NaN advice (resume with a lower model.optimizer.lr) works: the configured lr and schedule win over
-    the checkpoint's, exactly as if the run had used them from the start."""
-    dm = datamodule(pair_dataset, n=8, batch_size=2)
-
-    class Probe(L.Callback):
-        """Records the lr where a run starts and at step 4; stops the run after `stop_at` steps."""
-
-        def __init__(self, stop_at=None):
-            self.stop_at = stop_at
-
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if not hasattr(self, "start_lr"):  # the first step taken (callbacks' on_train_start precede the module's)
-                self.start_lr = trainer.optimizers[0].param_groups[0]["lr"]
-                self.initial = trainer.optimizers[0].param_groups[0]["initial_lr"]
-            if trainer.global_step == 4:
-                self.lr_at_4 = trainer.optimizers[0].param_groups[0]["lr"]
-
-        def on_train_batch_end(self, trainer, *args):
-            if trainer.global_step == self.stop_at:
-                trainer.should_stop = True
-
-    def run(root, ckpt_path=None, stop_at=None, **kw):
-        probe = Probe(stop_at)
-        callbacks = [probe, ModelCheckpoint(dirpath=root / "ckpt", save_last=True, every_n_train_steps=4)]
-        module = make_module(seed=1, **kw)
-        make_trainer(root, 8, callbacks=callbacks, limit_val_batches=0).fit(module, dm, ckpt_path=ckpt_path)
-        return module, probe
-
-    run(tmp_path / "a", stop_at=4, lr=2e-3)  # the run that "blew up"; its last.ckpt is at step 4
-    last = tmp_path / "a" / "ckpt" / "last.ckpt"
-    same, probe_same = run(tmp_path / "b", ckpt_path=last, lr=2e-3)
-    assert same.resume_overrides == []
-    with caplog.at_level("WARNING"):
-        resumed, probe = run(tmp_path / "c", ckpt_path=last, lr=5e-4, min_lr=1e-6)
-    assert ("model.optimizer.lr", 2e-3, 5e-4) in resumed.resume_overrides
-    assert any("eta_min" in key for key, *_ in resumed.resume_overrides), resumed.resume_overrides
-    assert "model.optimizer.lr: 0.002 → 0.0005" in caplog.text
-    assert probe.initial == 5e-4 and probe_same.initial == 2e-3
-    _, straight = run(tmp_path / "d", stop_at=5, lr=5e-4, min_lr=1e-6)  # the new values from the start
-    assert probe.start_lr == pytest.approx(straight.lr_at_4, rel=1e-12)
-    assert probe.start_lr < 0.5 * probe_same.start_lr
-
-
 @pytest.mark.parametrize("key, value, message", [
     ("lr", "abc", r"model.optimizer.lr must be a number, got 'abc'"),
     ("betas", [0.9], r"model.optimizer.betas must be a list of 2 numbers"),
@@ -201,6 +93,14 @@ def test_bad_optimizer_values_are_named_at_start_up(key, value, message):
     with pytest.raises(ValueError, match=r"model.scheduler.warmup_steps must be a number, got 'ten'"):
         RestorationModule(net=torch.nn.Conv2d(3, 3, 3), loss=torch.nn.L1Loss(), optimizer=partial(torch.optim.AdamW),
                           scheduler=partial(warmup_cosine, warmup_steps="ten"))
+
+
+def test_the_old_divergence_arguments_are_refused_naming_the_callback():
+    with pytest.raises(TypeError, match=r"model.divergence_factor → callbacks.divergence_guard.factor.*"
+                                        r"Remove model.divergence_factor"):
+        make_module(divergence_factor=10)
+    with pytest.raises(TypeError, match="unexpected keyword arguments"):
+        make_module(divergence_tolerance=10)
 
 
 class TaskPairs(torch.utils.data.Dataset):
