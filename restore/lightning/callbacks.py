@@ -190,12 +190,15 @@ class DivergenceGuard(Callback):
         target = source.parent / f"{self.last_good}.ckpt"
         tmp = source.parent / f".{target.name}.{os.getpid()}.tmp"
         try:
-            if isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
-                os.link(source, tmp)  # saves replace files (new inodes), so the link keeps this content
-            else:
+            linked = False
+            if isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):  # saves replace files (new inodes),
+                with contextlib.suppress(OSError):  # so a link keeps this content; no hard links here: a copy
+                    os.link(source, tmp)
+                    linked = True
+            if not linked:
                 shutil.copyfile(source, tmp)
             os.replace(tmp, target)
-        except OSError as err:  # a filesystem without hard links, a full disk: keep training, say so
+        except OSError as err:  # a full disk: keep training, say so
             with contextlib.suppress(OSError):
                 tmp.unlink()
             log.warning("Could not keep %s as %s: %s", source, target, err)
