@@ -114,6 +114,20 @@ def test_the_guard_is_armed_from_the_second_loss(tmp_path, pair_dataset):
                  limit_val_batches=0).fit(healthy, datamodule(pair_dataset, sigma=0.2))
 
 
+def test_under_fp16_amp_the_losses_are_compared_unscaled(tmp_path, pair_dataset):
+    """Lightning hands on_before_backward the loss times the GradScaler's scale (65536 here): the guard divides
+    it out, so its medians and messages are in the loss's own units."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    amp = MixedPrecision("16-mixed", device="cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 16))
+    trainer = make_trainer(tmp_path, 10, callbacks=[DivergenceGuard()], plugins=[amp], enable_checkpointing=False,
+                           limit_val_batches=0)
+    with pytest.raises(DivergenceError, match=r"at global step 2 ") as err:
+        trainer.fit(make_module(loss=ScaledAfter(2, 1e4)), datamodule(pair_dataset))
+    value, median = map(float, re.search(r"Loss (\S+) is more .* losses \((\S+)\)", str(err.value)).groups())
+    assert 0.01 < median < 1 and 100 < value < 1e4
+
+
 def ramped_module(lr, seed=0):
     """A learning rate ramping up linearly from lr/1000 over 200 steps: fine at first, diverging after a few."""
     torch.manual_seed(seed)
