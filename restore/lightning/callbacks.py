@@ -286,7 +286,7 @@ class ResumeOverrides(Callback):
         if trainer.ckpt_path is None:
             return
         for index, (optimizer, configured) in enumerate(zip(trainer.optimizers, self._configured)):
-            self.applied += self._apply(trainer, _spec(pl_module, index), index, optimizer, *configured)
+            self.applied += self._apply(trainer, _spec(pl_module, index), optimizer, *configured)
         if self.applied and trainer.is_global_zero:
             lrs = ", ".join(f"{float(o.param_groups[0]['lr']):.4g} ({_spec(pl_module, i).key})"
                             for i, o in enumerate(trainer.optimizers))
@@ -294,8 +294,8 @@ class ResumeOverrides(Callback):
                         "learning rate now %s at step %d", trainer.ckpt_path,
                         "; ".join(f"{k}: {old} → {new}" for k, old, new in self.applied), lrs, trainer.global_step)
 
-    def _apply(self, trainer: Trainer, spec: OptimizerSpec, index: int, optimizer: torch.optim.Optimizer,
-               groups: list[dict], schedule: dict | None) -> list[tuple[str, Any, Any]]:
+    def _apply(self, trainer: Trainer, spec: OptimizerSpec, optimizer: torch.optim.Optimizer, groups: list[dict],
+               schedule: dict | None) -> list[tuple[str, Any, Any]]:
         scheduler = _scheduler_of(trainer, optimizer)
         changes: list[tuple[str, Any, Any]] = []
         for group, configured in zip(optimizer.param_groups, groups):
