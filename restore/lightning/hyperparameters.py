@@ -33,7 +33,8 @@ class OptimizerSpec:
     Args:
         optimizer: partial ``(params) -> Optimizer`` (Hydra ``_partial_: true``).
         scheduler: partial ``(optimizer, total_steps) -> LRScheduler`` stepped every step, or None.
-        key, scheduler_key: where they live in the config (``model.optimizer``, ``model.scheduler``).
+        key: where the optimiser lives in the config (``model.optimizer``).
+        scheduler_key: where the scheduler lives in the config (``model.scheduler``).
         loss: what the loss this optimiser minimises is called in the divergence guard's messages.
         signed_loss: the loss can be negative or hover around zero (a Kantorovich potential's), so it has
             no scale to compare with: only NaN/Inf stop it.
