@@ -17,6 +17,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from restore.errors import NonFiniteOutputError
 from restore.lightning.image_logging import log_images
 from restore.metrics import ImageQualityMetrics, check_lpips_weights
 from restore.utils.image import write_image
@@ -40,10 +41,6 @@ class NonFiniteLossError(FloatingPointError):
 
 class DivergenceError(NonFiniteLossError):
     """The training loss jumped far above its recent median (``divergence_factor``); stopped like a NaN loss."""
-
-
-class NonFiniteOutputError(FloatingPointError):
-    """The network gave NaN or Inf pixels for an evaluation image (corrupted weights, overflow)."""
 
 
 class RestorationModule(LightningModule):
