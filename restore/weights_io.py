@@ -354,6 +354,9 @@ class _SafetensorsFile(WeightsFile):
             raise OSError(f"Cannot read weights file {path}: {err} (corrupt or truncated .safetensors)") from None
         _check_cap(sum(math.prod(s) * _SAFETENSORS_ITEMSIZE.get(d, 8) for s, d in stored.values()), cap, path,
                    "its tensors declare")
+        if metadata.get("format") == FORMAT and metadata.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+            raise OSError(f"{path}: format_version {metadata['format_version']!r} of the {FORMAT!r} weights format is "
+                          f"not supported (this version of restore reads {FORMAT_VERSION!r}): update restore")
         layout = {k: shape for k, (shape, _) in stored.items()}
         self._sparse = None
         if metadata.get("format") == SPARSE_FORMAT:

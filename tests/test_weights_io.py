@@ -200,3 +200,12 @@ def test_the_cap_comes_from_the_argument_the_environment_or_the_default(monkeypa
     monkeypatch.setenv(MAX_BYTES_ENV, "lots")
     with pytest.raises(ValueError, match=rf"\${MAX_BYTES_ENV}='lots'"):
         max_weights_bytes()
+
+
+def test_a_file_of_a_newer_format_version_is_refused_naming_it(tmp_path):
+    path = restore.export_model(tiny_net(), tmp_path / "net.safetensors", net_config=CONFIG)
+    with safe_open(str(path), framework="pt") as f:
+        tensors, meta = {k: f.get_tensor(k).clone() for k in f.keys()}, f.metadata()
+    save_file(tensors, str(tmp_path / "newer.safetensors"), metadata={**meta, "format_version": "2"})
+    with pytest.raises(OSError, match=r"newer\.safetensors: format_version '2'.*update restore"):
+        restore.load_model(tmp_path / "newer.safetensors")
