@@ -325,7 +325,6 @@ class WeightsFile:
     def __init__(self, path: Path, net_config: dict | None, deploy: bool, metadata: dict[str, str],
                  layout: dict[str, tuple[int, ...]]) -> None:
         self.path, self.net_config, self.deploy, self.metadata, self.layout = path, net_config, deploy, metadata, layout
-        self.verified: bool | None = None  # after state_dict(): digest matched (True) or none to check (False)
 
     def state_dict(self, names: Iterable[str] | None = None, map_location: Any = "cpu") -> dict[str, torch.Tensor]:
         """The network's tensors (only ``names`` when given: others are neither densified nor moved),
@@ -381,7 +380,7 @@ class _SafetensorsFile(WeightsFile):
             stored = {k: self._handle.get_tensor(k).clone() for k in self._handle.keys()}
         except (SafetensorError, OSError) as err:
             raise OSError(f"Cannot read weights file {self.path}: {err} (corrupt or truncated .safetensors)") from None
-        self.verified = verify_digest(weights_digest(stored), self.metadata.get(DIGEST_KEY), self.path, self._expected)
+        verify_digest(weights_digest(stored), self.metadata.get(DIGEST_KEY), self.path, self._expected)
         if self._sparse is not None:
             try:
                 state = densify_state_dict(stored, self.metadata, names)
@@ -425,15 +424,14 @@ class _CheckpointFile(WeightsFile):
         state = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in self._state.items() if k in wanted}
         copies = {id(self._state[k]): v for k, v in state.items()}
         tensors = {name: copies.get(id(t), t) for name, t in checkpoint_tensors(self._ckpt).items()}
-        self.verified = verify_digest(weights_digest(tensors), self._ckpt.get(CKPT_DIGEST_KEY), self.path,
-                                      self._expected)
+        verify_digest(weights_digest(tensors), self._ckpt.get(CKPT_DIGEST_KEY), self.path, self._expected)
         return {k: v.to(map_location) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
     def checkpoint(self, fix: str = "use an undamaged copy of it") -> dict:
         """The whole checkpoint dict (optimiser, callbacks, step…), digest-verified; its tensors stay
         mapped from the file (read-only use)."""
-        self.verified = verify_digest(checkpoint_digest(self._ckpt), self._ckpt.get(CKPT_DIGEST_KEY), self.path,
-                                      self._expected, fix=fix)
+        verify_digest(checkpoint_digest(self._ckpt), self._ckpt.get(CKPT_DIGEST_KEY), self.path, self._expected,
+                      fix=fix)
         return self._ckpt
 
     def close(self) -> None:
