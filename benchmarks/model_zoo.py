@@ -162,11 +162,14 @@ def build(args: argparse.Namespace) -> None:
     import restore
     from restore.model_zoo import PRETRAINED_MODELS, WEIGHTS_DIR
     from restore.models.summary import count_macs, count_params
+    from restore.weights_io import file_digest
 
     WEIGHTS_DIR.mkdir(exist_ok=True)
     for name in args.names:
         spec, run = ZOO[name], Path(args.runs) / name
         target = WEIGHTS_DIR / PRETRAINED_MODELS[name]
+        # the old card's digest would refuse the new file when it is loaded below; this build writes a new card
+        (WEIGHTS_DIR / f"{name}.json").unlink(missing_ok=True)
         if (run / "pruning_report.json").is_file():  # the pruned twin: the last round's sparse export
             report = json.loads((run / "pruning_report.json").read_text())
             last = report["rounds"][-1]
@@ -184,7 +187,7 @@ def build(args: argparse.Namespace) -> None:
         out = ROOT / "outputs" / "model_zoo" / name
         card = {
             "name": name, "task": spec["task"], "file": f"restore/weights/{target.name}",
-            "file_bytes": target.stat().st_size, "params": count_params(net),
+            "file_bytes": target.stat().st_size, "digest": file_digest(target), "params": count_params(net),
             "nonzero_params": int(sum(int((p != 0).sum()) for p in net.parameters())),
             "gmacs_256": round(count_macs(net, (1, channels, 256, 256)) / 1e9, 3),
             "net_config": net.net_config,

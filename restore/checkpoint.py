@@ -1,39 +1,36 @@
 """Loading trained networks in Python, and exporting them as safetensors.
 
-Two formats load:
+Two formats load (their layout, digests and size limits: :mod:`restore.weights_io`):
 
 * a Lightning checkpoint written by ``train.py`` (``.ckpt``): read with ``weights_only=True``; its
   ``state_dict`` holds the EMA weights when the EMA callback ran (raw ones under
   ``current_model_state``), and ``net_config`` the network's Hydra config;
-* an exported weights file (``.safetensors``) from :func:`export_model`, whose metadata holds the
-  network's config and whether it is in deploy (re-parameterised) form.
+* an exported weights file (``.safetensors``) from :func:`export_model` (or a pruned sparse export),
+  whose metadata holds the network's config and whether it is in deploy (re-parameterised) form.
 
 Loading never runs code from the file: the stored config is checked by :func:`check_net_config`
 (every ``_target_`` must be a toolkit network/block of :data:`restore.models.allowlist.TRUSTED_NETWORKS`
 or one registered with :func:`restore.register_network`; no interpolations) before
-``hydra.utils.instantiate`` sees it, and the weights must be finite.
+``hydra.utils.instantiate`` sees it. Nothing of a declared size is allocated before the size checks,
+the weights' digest must match, and they must be finite.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
-import json
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import get_object, instantiate
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from hydra.utils import instantiate
 from torch import nn
 
-from restore.model_zoo import model_card_warning, resolve_model
+from restore.errors import MissingNetConfigError, NonFiniteWeightsError, UnsafeCheckpointError, WeightsSizeError
+from restore.model_zoo import model_card_warning, resolve_model, shipped_digest
 from restore.models.allowlist import is_trusted_target, trusted_targets
 from restore.models.reparam import reparameterize
+from restore.weights_io import config_with_deploy, deploy_flag, max_weights_bytes, open_weights, save_weights
 
 __all__ = ["load_model", "export_model", "read_checkpoint", "build_net", "check_net_config",
            "UnsafeCheckpointError", "NonFiniteWeightsError", "MissingNetConfigError"]
@@ -44,79 +41,22 @@ log = logging.getLogger(__name__)
 _SPECIAL_KEYS = ("_target_", "_partial_", "_args_")
 
 
-class UnsafeCheckpointError(ValueError):
-    """A stored network config names something other than a trusted network constructor."""
-
-
-class NonFiniteWeightsError(ValueError):
-    """A weights file holds NaN or Inf values (a diverged run, or a corrupted file)."""
-
-
-class MissingNetConfigError(ValueError):
-    """The file stores no network config: the caller must give the network (``net=``)."""
-
-
-def read_checkpoint(path: str | Path, map_location: Any = "cpu", ema: bool = True) -> tuple[dict, dict | None, bool]:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", ema: bool = True,
+                    max_bytes: int | None = None) -> tuple[dict, dict | None, bool]:
     """→ (network state dict without the ``net.`` prefix, network config or None, deploy form?).
 
-    The config is returned as stored, unchecked: :func:`build_net` checks it before building.
+    The config is returned as stored, unchecked: :func:`build_net` checks it before building. The
+    file is size-checked and its digest verified (:mod:`restore.weights_io`).
 
     Raises:
         FileNotFoundError: no such file.
+        WeightsSizeError: the file declares more bytes than ``max_bytes``
+            (:func:`restore.weights_io.max_weights_bytes`).
+        DamagedFileError: the weights' digest does not match (the file was modified or damaged).
         OSError: the file is corrupt, truncated or not a checkpoint (the message names it).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path, map_location)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise OSError(f"Cannot read checkpoint {path}: {_torch_load_reason(err)}. The file is corrupt, truncated "
-                      "or not a checkpoint; only tensors and plain containers are ever loaded from it") from None
-    if not isinstance(ckpt, dict):
-        raise OSError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dict")
-    if "state_dict" in ckpt:
-        state = ckpt["current_model_state"] if (not ema and "current_model_state" in ckpt) else ckpt["state_dict"]
-    else:  # a bare state dict (BasicSR-style files keep it under "params" / "params_ema")
-        state = ckpt.get("params_ema" if ema else "params", ckpt.get("params", ckpt))
-    if any(k.startswith("net.") for k in state):
-        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
-    return state, ckpt.get("net_config"), bool(ckpt.get("deploy", False))
-
-
-def _read_safetensors(path: Path, map_location: Any) -> tuple[dict, dict | None, bool]:
-    try:
-        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as err:
-        raise OSError(f"Cannot read weights file {path}: {err} (corrupt or truncated .safetensors)") from None
-    if meta.get("format") == "restore-sparse":  # a pruned export: stored sparse, densified on load
-        try:
-            from restore.pruning.sparse import densify_state_dict
-        except ImportError as err:
-            raise OSError(f"{path} is a pruned sparse export (format 'restore-sparse'), but this install "
-                          f"cannot densify it ({err})") from err
-        state = densify_state_dict(state, meta)
-    try:
-        config = json.loads(meta["net_config"]) if "net_config" in meta else None
-    except json.JSONDecodeError as err:
-        raise OSError(f"{path}: its `net_config` metadata is not valid JSON ({err})") from None
-    return state, config, meta.get("deploy") == "true"
-
-
-def _torch_load_reason(err: Exception) -> str:
-    """torch.load's error, without its advice to retry with ``weights_only=False`` (which would run
-    code from the file) or to allowlist the file's globals."""
-    text = str(err)
-    detail = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, flags=re.S)
-    if detail:
-        text = detail.group(1)
-    text = re.split(r"\s*(?:Please use|Please file an issue|If you are seeing this error)", text)[0]
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if "weights_only" not in s]
-    return " ".join(sentences).strip().rstrip(".") or f"{type(err).__name__} (the file ends too early)"
+    with open_weights(path, ema=ema, max_bytes=max_bytes, expected_digest=shipped_digest(Path(path))) as f:
+        return f.state_dict(map_location=map_location), f.net_config, f.deploy
 
 
 def check_net_config(config: Any, source: str | Path = "the stored config") -> None:
@@ -185,12 +125,15 @@ def _check_node(node: Any, where: str, source: str) -> None:
 
 
 def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any = "cpu", deploy: bool = False,
-               ema: bool = True, strict: bool = True) -> nn.Module:
+               ema: bool = True, strict: bool = True, max_bytes: int | None = None) -> nn.Module:
     """Load a trained network, in eval mode; never runs code from the file.
 
     Args:
         path: a ``.ckpt`` from ``train.py``, a ``.safetensors`` from :func:`export_model`, or the name
             of a shipped pretrained model (:func:`restore.list_models`, e.g. ``"denoise_color"``).
+            A string that is exactly a shipped model's name always means that model, whatever the
+            working folder holds (a file there named ``denoise_color`` is not used, with a warning);
+            to load such a file, give it as a path: ``"./denoise_color"`` or ``Path("denoise_color")``.
         net: a network to load the weights into; by default it is built from the config stored
             in the file, which may only name the toolkit's networks and blocks or ones registered
             with :func:`restore.register_network` (see :func:`check_net_config`).
@@ -199,6 +142,8 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
         ema: use the EMA weights when the checkpoint has them (else the raw ones).
         strict: raise on missing or unexpected keys (listed in the error); with False they are
             logged and skipped, e.g. to fine-tune from a partly matching checkpoint.
+        max_bytes: the most bytes the file and the network it builds may declare; default
+            ``$RESTORE_MAX_WEIGHTS_BYTES`` or 4 GiB (:func:`restore.weights_io.max_weights_bytes`).
 
     Returns:
         the network (``nn.Module``), eval mode, on ``map_location``; ``net.net_config`` holds its
@@ -206,50 +151,76 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
 
     Raises:
         FileNotFoundError / OSError: missing, corrupt or truncated file (named).
+        WeightsSizeError: the file, or the network its config builds, is over ``max_bytes`` (checked
+            before either is allocated; the numbers are named).
+        DamagedFileError: the weights do not match the digest the file (or a shipped model's card)
+            stores: it was modified or damaged. A file without a digest loads with one
+            :class:`~restore.errors.UnverifiedWeightsWarning`.
         UnsafeCheckpointError: the stored config names an untrusted constructor (nothing is built).
         MissingNetConfigError: the file stores no config and no ``net`` was given.
         NonFiniteWeightsError: a weight is NaN or Inf (the file and the first such tensor are named).
-        RuntimeError: missing/unexpected keys or shape mismatches with ``strict=True``.
+        RuntimeError: missing/unexpected keys or shape mismatches with ``strict=True`` (found from the
+            file's declared shapes, before its tensors are read).
     """
-    if not Path(path).exists():
-        path = resolve_model(path)  # a pretrained model's name → its file; else a clear error
-        warning = model_card_warning(path)
-        if warning:
-            log.warning("%s: %s", path.name, warning)
-    state, config, is_deploy = read_checkpoint(path, map_location, ema)
-    if net is None:
-        if config is None:
-            raise MissingNetConfigError(f"{path} stores no network config: pass the network to load into as `net=`")
-        check_net_config(config, path)
-    elif config is not None:
-        try:
+    path = resolve_model(path)  # a shipped model's name → its file; a path stays a path
+    warning = model_card_warning(path)
+    if warning:
+        log.warning("%s: %s", path.name, warning)
+    with open_weights(path, ema=ema, max_bytes=max_bytes, expected_digest=shipped_digest(path)) as f:
+        config, is_deploy = f.net_config, f.deploy
+        if net is None:
+            if config is None:
+                raise MissingNetConfigError(f"{path} stores no network config: pass the network to load into as "
+                                            "`net=`")
             check_net_config(config, path)
-        except UnsafeCheckpointError as err:  # the weights are usable; the config is not kept for re-export
-            log.warning("%s", err)
-            config = None
+            expected = _network_layout(config, is_deploy, path, max_weights_bytes(max_bytes))
+        else:
+            if config is not None:
+                try:
+                    check_net_config(config, path)
+                except UnsafeCheckpointError as err:  # the weights are usable; the config is not kept for re-export
+                    log.warning("%s", err)
+                    config = None
+            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        declared = f.layout
+        missing = [k for k in expected if k not in declared]
+        unexpected = [k for k in declared if k not in expected]
+        mismatched = [f"{k} {declared[k]}→{expected[k]}" for k in expected
+                      if k in declared and declared[k] != expected[k]]
+        if missing or unexpected or mismatched:
+            msg = f"Loading {path}: " + "; ".join(f"{what} {_head(keys)}" for what, keys in (
+                ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys)
+            if strict:
+                raise RuntimeError(msg + " (strict=True; pass strict=False to load only the matching ones)")
+            log.warning(msg)
+        state = f.state_dict(names=[k for k in declared if k in expected and declared[k] == expected[k]],
+                             map_location=map_location)
     _check_finite(state, path)
     if net is None:
         net = build_net(config, deploy=is_deploy, source=path)
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)}→{tuple(own[k].shape)}" for k in own
-                  if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        msg = f"Loading {path}: " + "; ".join(f"{what} {_head(keys)}" for what, keys in (
-            ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys)
-        if strict:
-            raise RuntimeError(msg + " (strict=True; pass strict=False to load only the matching ones)")
-        log.warning(msg)
-    net.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False)
+    net.load_state_dict(state, strict=False)
     net = net.to(map_location).eval()
     if deploy and not is_deploy:
         reparameterize(net)
         is_deploy = True
     if config is not None:
-        net.net_config = _with_deploy(config, is_deploy)
+        net.net_config = config_with_deploy(config, is_deploy)
     net.checkpoint_path = str(path)
     return net
+
+
+def _network_layout(config: Mapping, deploy: bool, source: Path, cap: int) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the state dict of the network ``config`` builds, found on the ``meta`` device
+    (nothing allocated); refused when that network alone is over ``cap`` bytes."""
+    with torch.device("meta"):
+        meta = build_net(config, deploy=deploy, source=source)
+    needed = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
+    if needed > cap:
+        raise WeightsSizeError(f"{source}: the network its stored config builds needs {needed / 2**30:.2f} GiB "
+                               f"({needed} bytes), over the limit of {cap / 2**30:.2f} GiB ({cap} bytes); refused "
+                               "before building it. If the file is genuine, raise the limit (max_bytes=… or "
+                               "$RESTORE_MAX_WEIGHTS_BYTES)")
+    return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
 
 
 def load_pretrained(net: nn.Module, spec: str | Path) -> nn.Module:
@@ -298,61 +269,23 @@ def build_net(config: Mapping, deploy: bool = False, source: str | Path = "the s
     has a ``deploy`` parameter.
     """
     check_net_config(config, source)
-    net = instantiate(_with_deploy(config, deploy))
+    net = instantiate(config_with_deploy(config, deploy))
     if not isinstance(net, nn.Module):
         raise TypeError(f"{source}: the stored network config built a {type(net).__name__}, not an nn.Module")
     return net
 
 
-def _with_deploy(config: Mapping, deploy: bool) -> dict:
-    """A copy of ``config``, with ``deploy: true`` where its constructor takes it (when ``deploy``)."""
-    config = copy.deepcopy(dict(config))
-    if not deploy:
-        return config
-    block = config.get("block")
-    if isinstance(block, Mapping):
-        if _takes_deploy(block.get("_target_")):
-            config["block"] = {**block, "deploy": True}
-    elif _takes_deploy(config.get("_target_")):
-        config["deploy"] = True
-    return config
-
-
-def _takes_deploy(target: Any) -> bool:
-    """Whether the constructor named ``target`` has a ``deploy`` parameter (imports it: call only on
-    checked or the caller's own configs)."""
-    if not isinstance(target, str):
-        return False
-    try:
-        return "deploy" in inspect.signature(get_object(target)).parameters
-    except (ImportError, AttributeError, ValueError, TypeError):  # hydra wraps failed imports in ImportError
-        return False
-
-
-def _config_deploy(config: Mapping) -> bool:
-    block = config.get("block")
-    return bool(config.get("deploy", False)) or (isinstance(block, Mapping) and bool(block.get("deploy", False)))
-
-
 def export_model(net: nn.Module, path: str | Path, net_config: dict | None = None) -> Path:
-    """Save a network's weights as safetensors, with its config in the metadata.
+    """Save a network's weights as safetensors, with its config and weights digest in the metadata
+    (:func:`restore.weights_io.save_weights`: written atomically).
 
     A network in deploy form (after :func:`restore.reparameterize`) is saved as such and loads
     back through its ``deploy=True`` constructor, without the training-form code path.
+
+    Raises:
+        ValueError: no config (pass ``net_config=``), or a partly re-parameterised network.
     """
     config = net_config if net_config is not None else getattr(net, "net_config", None)
     if config is None:
         raise ValueError("export_model needs the network's config (net_config=...) to rebuild it on load")
-    deploy = _config_deploy(config) or _looks_deployed(net)
-    meta = {"format": "restore", "net_config": json.dumps(_with_deploy(config, deploy)),
-            "deploy": "true" if deploy else "false"}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata=meta)
-    return path
-
-
-def _looks_deployed(net: nn.Module) -> bool:
-    """True when some block reports it has been re-parameterised (``deploy`` attribute)."""
-    return any(getattr(m, "deploy", False) is True for m in net.modules())
+    return save_weights(net.state_dict(), path, config, deploy=deploy_flag(net, config))

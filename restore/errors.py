@@ -1,13 +1,67 @@
-"""The toolkit's exception classes, in one place.
+"""The toolkit's exception and warning classes, in one place.
 
-Each error's message names the culprit (step, value, file) and the fix. The classes are re-exported
-where they were first defined (``restore.lightning``, ``restore.lightning.module``), so older
+Each error's message names the culprit (file, key, tensor, shape, step, value) and the fix. The classes are
+re-exported where they were first defined (``restore.checkpoint``, ``restore.model_zoo``,
+``restore.inference``, ``restore.lightning``, ``restore.lightning.module``, ``restore.utils.config``), so older
 imports keep working.
 """
 
 from __future__ import annotations
 
-__all__ = ["DivergenceError", "NonFiniteLossError"]
+__all__ = ["ConfigError", "CheckpointReadError", "DamagedFileError", "DivergenceError", "MissingNetConfigError",
+           "NonFiniteLossError", "NonFiniteOutputError", "NonFiniteWeightsError", "UnknownModelError",
+           "UnsafeCheckpointError", "UnverifiedWeightsWarning", "WeightsSizeError"]
+
+
+# -- weights files ---------------------------------------------------------------------------------
+class UnsafeCheckpointError(ValueError):
+    """A stored network config names something other than a trusted network constructor."""
+
+
+class NonFiniteWeightsError(ValueError):
+    """A weights file holds NaN or Inf values (a diverged run, or a corrupted file)."""
+
+
+class MissingNetConfigError(ValueError):
+    """The file stores no network config: the caller must give the network (``net=``)."""
+
+
+class DamagedFileError(OSError):
+    """A file the toolkit wrote was modified or damaged after it was written (its weights digest does
+    not match, or it no longer parses); the message names the file and what to do."""
+
+
+class WeightsSizeError(ValueError):
+    """A weights file declares more bytes than the cap (``max_bytes``, ``RESTORE_MAX_WEIGHTS_BYTES``)
+    or than the network its stored config builds; refused before anything of that size is allocated."""
+
+
+class UnverifiedWeightsWarning(UserWarning):
+    """A weights file stores no digest (written by another tool, or before digests were stored), so
+    damage to it cannot be detected; it loads anyway."""
+
+
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file exists but cannot be read (empty, truncated or not a checkpoint); names the file."""
+
+
+class UnknownModelError(ValueError):
+    """``--model`` / ``resolve_model`` got neither a model file nor the name of a shipped model."""
+
+
+# -- running networks -------------------------------------------------------------------------------
+class NonFiniteOutputError(FloatingPointError, RuntimeError):
+    """A network produced NaN or Inf (diverged or corrupted weights, overflow): no image or metric is given.
+
+    Both a ``FloatingPointError`` (as the training-loss errors) and a ``RuntimeError`` (what
+    :func:`restore.restore_image` raised before the two definitions became this one), so either
+    ``except`` catches it.
+    """
+
+
+# -- configs ----------------------------------------------------------------------------------------
+class ConfigError(RuntimeError):
+    """A config node could not be built; the message names the config file to fix."""
 
 
 # -- training ---------------------------------------------------------------------------------------

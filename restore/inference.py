@@ -11,14 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from restore.errors import NonFiniteOutputError
 from restore.models.unet import pad_to_multiple
 from restore.utils.image import from_tensor, to_tensor
 
 __all__ = ["restore_image", "restore_tensor", "NonFiniteOutputError"]
-
-
-class NonFiniteOutputError(RuntimeError):
-    """The network produced NaN or Inf (diverged or corrupted weights): no image is returned."""
 
 
 def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_overlap: int = 32,

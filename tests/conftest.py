@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -82,3 +86,40 @@ def offline_loggers(monkeypatch, tmp_path):
                         "WANDB_CACHE_DIR": tmp_path / "wandb_cache", "WANDB_CONFIG_DIR": tmp_path / "wandb_config",
                         "WANDB_DATA_DIR": tmp_path / "wandb_data"}.items():
         monkeypatch.setenv(name, str(value))
+
+
+@pytest.fixture
+def sigint_restored():
+    """For tests that raise KeyboardInterrupt inside ``fit``: Lightning then ignores SIGINT; restored after."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def flip_weight_bits(path: Path, count: int = 4) -> None:
+    """Damage a weights file in place as a bad disk or transfer would: flip the lowest mantissa bit of
+    ``count`` float32 values spread over its largest float32 tensor (a safetensors file) or storage (a
+    torch zip ``.ckpt``). The file still parses and the weights stay finite."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    if path.suffix == ".safetensors":
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n])
+        spans = [v["data_offsets"] for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32"]
+        start, end = (8 + n + offset for offset in max(spans, key=lambda s: s[1] - s[0]))
+    else:
+        with zipfile.ZipFile(path) as archive:
+            entry = max((e for e in archive.infolist() if "/data/" in e.filename), key=lambda e: e.file_size)
+        name_len, extra_len = struct.unpack("<HH", data[entry.header_offset + 26:entry.header_offset + 30])
+        start = entry.header_offset + 30 + name_len + extra_len
+        end = start + entry.file_size
+    floats = (end - start) // 4
+    for k in range(count):
+        data[start + 4 * (floats * (k + 1) // (count + 1))] ^= 1  # little-endian: the mantissa's lowest byte
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def damage_weights():
+    """``damage_weights(path)``: :func:`flip_weight_bits`."""
+    return flip_weight_bits

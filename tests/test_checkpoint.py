@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,10 @@ from restore.checkpoint import (
     UnsafeCheckpointError,
     build_net,
     check_net_config,
-    read_checkpoint,
 )
 from restore.models import allowlist
 from restore.models.summary import compose_net_config
+from restore.weights_io import save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 NET_CONFIGS = sorted((ROOT / "configs" / "model" / "net").glob("*.yaml"))
@@ -226,26 +225,24 @@ def test_file_without_config_asks_for_the_net(tmp_path):
     assert restore.load_model(path, net=build_net(config)).checkpoint_path == str(path)
 
 
-def test_pruned_sparse_export_is_densified_by_the_pruning_package(tmp_path, monkeypatch):
+def test_sparse_exports_load_without_the_pruning_package(tmp_path, monkeypatch):
+    """One owner of the weights format (restore.weights_io): reading a restore-sparse file needs nothing
+    from restore.pruning (which imports the format's module, never the other way)."""
     state, config = tiny_nafnet_state()
-    path = tmp_path / "sparse.safetensors"
-    stored = {k: v for k, v in state.items() if k != "intro.weight"}
-    save_file(stored, str(path), metadata={"format": "restore-sparse", "net_config": json.dumps(config)})
-    calls = []
+    state["intro.weight"] = state["intro.weight"] * (torch.rand_like(state["intro.weight"]) < 0.2)
+    path = save_weights(state, tmp_path / "sparse.safetensors", config, sparse=True)
+    assert json.loads(safe_metadata(path)["sparse"]).keys() >= {"intro.weight"}
+    for name in [m for m in sys.modules if m == "restore.pruning" or m.startswith("restore.pruning.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "restore.pruning", None)  # `import restore.pruning` now fails
+    torch.testing.assert_close(restore.load_model(path).intro.weight, state["intro.weight"], rtol=0, atol=0)
 
-    def densify_state_dict(tensors, metadata):
-        calls.append((set(tensors), metadata["format"]))
-        return {**tensors, "intro.weight": state["intro.weight"]}
 
-    fake = types.ModuleType("restore.pruning.sparse")
-    fake.densify_state_dict = densify_state_dict
-    monkeypatch.setitem(sys.modules, "restore.pruning.sparse", fake)
-    loaded, loaded_config, _ = read_checkpoint(path)
-    assert calls == [(set(stored), "restore-sparse")] and "intro.weight" in loaded and loaded_config == config
-    torch.testing.assert_close(restore.load_model(path).intro.weight, state["intro.weight"])
-    monkeypatch.setitem(sys.modules, "restore.pruning.sparse", None)  # the pruning package absent
-    with pytest.raises(OSError, match="sparse.safetensors.*restore-sparse"):
-        restore.load_model(path)
+def safe_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
 
 
 def test_weights_of_a_refused_file_load_into_a_given_net_without_its_config(tmp_path):

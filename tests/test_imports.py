@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "restore"
 
 
@@ -82,7 +80,6 @@ def test_the_graph_sees_function_level_imports():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-@pytest.mark.xfail(strict=True, reason="restore.checkpoint ↔ restore.pruning.sparse: one owner of the weights format")
 def test_no_import_cycles_in_the_package():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles: " + "; ".join(" ↔ ".join(c) for c in cycles)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import shutil
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import restore
 from restore import model_zoo
+from restore.checkpoint import build_net
+from restore.errors import DamagedFileError, UnverifiedWeightsWarning
+from restore.lightning import AtomicCheckpointIO
 from restore.model_zoo import PRETRAINED_MODELS, WEIGHTS_DIR, UnknownModelError, model_card, resolve_model
 from restore.models.summary import count_params
+from restore.weights_io import file_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -100,3 +108,93 @@ def test_undertrained_models_warn_when_loaded(caplog):
     with caplog.at_level("WARNING", logger="restore.checkpoint"):
         restore.load_model("denoise_color")
     assert "WARNING" not in caplog.text and not caplog.records
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_files_verify_against_the_digest_on_their_card(name):
+    path = WEIGHTS_DIR / PRETRAINED_MODELS[name]
+    assert model_card(name)["digest"] == file_digest(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiedWeightsWarning)  # verified, so no "cannot be verified" warning
+        restore.checkpoint.read_checkpoint(path)
+
+
+def test_a_damaged_shipped_file_is_refused_by_its_card(tmp_path, monkeypatch, damage_weights):
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(WEIGHTS_DIR / f"denoise_gray{suffix}", tmp_path / f"denoise_gray{suffix}")
+    monkeypatch.setattr(model_zoo, "WEIGHTS_DIR", tmp_path)
+    assert restore.load_model("denoise_gray").checkpoint_path == str(tmp_path / "denoise_gray.safetensors")
+    damage_weights(tmp_path / "denoise_gray.safetensors")
+    with pytest.raises(DamagedFileError, match=r"denoise_gray\.safetensors was modified or damaged: digest mismatch"):
+        restore.load_model("denoise_gray")
+
+
+@pytest.fixture
+def shadowing_file(tmp_path, monkeypatch) -> tuple[Path, torch.nn.Module]:
+    """A working folder holding a file named like a shipped model, with another (tiny, gray) network."""
+    config = {"_target_": "restore.models.unet.RestorationUNet", "in_channels": 1, "width": 8, "enc_blocks": [1],
+              "middle_blocks": 1, "dec_blocks": [1],
+              "block": {"_target_": "restore.models.nafnet.NAFBlock", "_partial_": True}}
+    torch.manual_seed(0)
+    tiny = build_net(config).eval()
+    monkeypatch.chdir(tmp_path)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {f"net.{k}": v for k, v in tiny.state_dict().items()},
+                                          "net_config": config}, tmp_path / "denoise_gray")
+    return tmp_path / "denoise_gray", tiny
+
+
+def shipped_gray() -> torch.nn.Module:
+    return restore.load_model(WEIGHTS_DIR / "denoise_gray.safetensors")
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_model_name_means_the_shipped_model_even_beside_a_file_of_that_name(shadowing_file, caplog):
+    """Issue 31: a file named denoise_gray in the working folder replaced the shipped model without a word."""
+    path, tiny = shadowing_file
+    with caplog.at_level("WARNING", logger="restore.model_zoo"):
+        net = restore.load_model("denoise_gray")
+    assert net.checkpoint_path == str(WEIGHTS_DIR / "denoise_gray.safetensors") and same_weights(net, shipped_gray())
+    assert "'./denoise_gray'" in caplog.text  # says how to load the file instead
+    for as_path in ("./denoise_gray", Path("denoise_gray"), str(path)):
+        assert same_weights(restore.load_model(as_path), tiny), as_path
+    with pytest.raises(FileNotFoundError, match="pass its name as a string"):
+        restore.load_model(Path("denoise_color"))  # a Path is a file, never a model name
+
+
+def test_pretrained_eval_and_restore_run_follow_the_same_rule(shadowing_file, monkeypatch, tmp_path):
+    import eval as eval_script
+    from restore.checkpoint import load_pretrained
+    from restore.cli import EXIT_OK
+    from restore.cli import main as cli_main
+    from restore.utils.config import compose_config
+
+    _, tiny = shadowing_file
+    target = build_net(model_card("denoise_gray")["net_config"])
+    assert same_weights(load_pretrained(target, "denoise_gray"), shipped_gray())  # pretrained=denoise_gray
+
+    loaded = []
+
+    class Stop(Exception):
+        pass
+
+    def load_then_stop(*args, **kwargs):
+        loaded.append(restore.load_model(*args, **kwargs))
+        raise Stop
+
+    monkeypatch.setattr(eval_script, "load_model", load_then_stop)
+    cfg = compose_config("eval", ["ckpt_path=denoise_gray", "data=denoise/cbsd68"], tmp_path / "eval",
+                         configs_dir=ROOT / "configs")
+    with pytest.raises(Stop):
+        eval_script.evaluate(cfg)  # eval.py ckpt_path=denoise_gray
+    assert same_weights(loaded[0], shipped_gray())
+
+    image = (np.random.default_rng(0).random((16, 20)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "noisy.png")
+    assert cli_main(["run", "--model", "denoise_gray", str(tmp_path / "noisy.png"), str(tmp_path / "out")]) == EXIT_OK
+    restored = np.asarray(Image.open(next((tmp_path / "out").iterdir())))
+    assert np.array_equal(restored, restore.restore_image(shipped_gray(), image))  # restore run --model denoise_gray
+    assert not np.array_equal(restored, restore.restore_image(tiny, image))

@@ -1,10 +1,9 @@
-"""Checkpoints that survive a kill: atomic writes, named read errors, a save on Ctrl-C."""
+"""Checkpoints that survive a kill: atomic writes, weights digests, size limits, named read errors,
+a save on Ctrl-C."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -16,47 +15,38 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
+from restore.errors import CheckpointReadError
+from restore.utils.files import atomic_path
+from restore.weights_io import CKPT_DIGEST_KEY, check_checkpoint_archive, checkpoint_digest, verify_digest
+
 __all__ = ["AtomicCheckpointIO", "CheckpointReadError", "InterruptCheckpoint"]
 
 
-class CheckpointReadError(RuntimeError):
-    """A checkpoint file exists but cannot be read (empty, truncated or not a checkpoint); names the file."""
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's ``TorchCheckpointIO`` with crash-safe local writes and read errors that name the file.
+    """Lightning's ``TorchCheckpointIO`` with crash-safe local writes, a weights digest checked on
+    resume, size limits, and read errors that name the file.
 
     Lightning writes through an fsspec transaction whose temporary file lies in the system temp
     folder; committing it to another filesystem (tmpfs → disk) is a copy, so a run killed then
-    leaves a truncated or 0-byte ``last.ckpt``. Here the checkpoint goes to a hidden temporary file
-    in the same folder, is flushed and fsynced, then ``os.replace``-d over the target (atomic on
-    POSIX): the previous file stays whole until the new one is complete. A failed write removes its
-    temporary file; one left by a killed process is removed by the next save of the same name.
-    Remote paths (``s3://``…) keep Lightning's behaviour.
+    leaves a truncated or 0-byte ``last.ckpt``. Here the checkpoint goes through
+    :func:`restore.utils.files.atomic_path` (a hidden temporary file in the same folder, fsynced, then
+    ``os.replace``-d over the target): the previous file stays whole until the new one is complete;
+    temporary files of killed processes are removed by the next save of the same name.
+
+    Every checkpoint stores ``weights_digest`` (:func:`restore.weights_io.checkpoint_digest`, over
+    all its tensors); loading (``trainer.fit(ckpt_path=...)``) first size-checks the zip
+    (:func:`restore.weights_io.check_checkpoint_archive`), then verifies the digest, so a damaged
+    checkpoint is never resumed from. Remote paths (``s3://``…) are written as Lightning does.
 
     Wire it with ``Trainer(plugins=[AtomicCheckpointIO()])`` (``configs/trainer/default.yaml`` does).
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        checkpoint = {**checkpoint, CKPT_DIGEST_KEY: checkpoint_digest(checkpoint)}
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while saving
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
 
     def load_checkpoint(self, path, map_location: Optional[Callable] = lambda storage, loc: storage,
                         weights_only: Optional[bool] = None) -> dict[str, Any]:
@@ -64,12 +54,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if fs.exists(path) and fs.size(path) == 0:
             raise CheckpointReadError(f"Checkpoint {path} is empty (0 bytes): it was never completely written "
                                       "(a run killed while saving?). Resume from another checkpoint.")
+        if isinstance(fs, LocalFileSystem) and os.path.isfile(path):
+            try:
+                check_checkpoint_archive(path)
+            except OSError as err:
+                raise CheckpointReadError(str(err)) from None
         try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except FileNotFoundError:
             raise
         except Exception as err:  # noqa: BLE001 - torch raises EOFError, RuntimeError, UnpicklingError...
             raise CheckpointReadError(f"Cannot read checkpoint {path}: {_describe_read_error(err)}") from None
+        verify_digest(checkpoint_digest(checkpoint), checkpoint.get(CKPT_DIGEST_KEY), path,
+                      fix="resume from another checkpoint (e.g. best.ckpt, or one of an earlier run)")
+        return checkpoint
 
 
 def _describe_read_error(err: Exception) -> str:
@@ -81,16 +79,6 @@ def _describe_read_error(err: Exception) -> str:
         return ("it holds objects other than tensors and plain values, which are never unpickled here "
                 "(not a checkpoint this toolkit wrote, or a corrupted one).")
     return f"{type(err).__name__}: {first} (truncated or not a PyTorch checkpoint)."
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class InterruptCheckpoint(Checkpoint):

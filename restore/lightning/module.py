@@ -9,7 +9,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from restore.errors import DivergenceError, NonFiniteLossError
+from restore.errors import DivergenceError, NonFiniteLossError, NonFiniteOutputError
 from restore.lightning.callbacks import warn_if_unguarded
 from restore.lightning.hyperparameters import OptimizerSpec
 from restore.lightning.image_logging import log_images
@@ -33,8 +33,6 @@ def batch_size_of(batch: dict) -> int:
     return int(batch["lq"].shape[0])
 
 
-class NonFiniteOutputError(FloatingPointError):
-    """The network gave NaN or Inf pixels for an evaluation image (corrupted weights, overflow)."""
 
 
 class RestorationModule(LightningModule):

@@ -12,7 +12,7 @@ from restore.models.baryir import BaryIRNet, KantorovichPotentials
 from restore.models.convnext import ConvNeXtBlock
 from restore.models.inceptionnext import InceptionNeXtBlock
 from restore.models.nafnet import NAFBlock
-from restore.models.reparam import is_reparameterizable, reparameterize
+from restore.models.reparam import is_deployed, is_reparameterizable, reparameterize
 from restore.models.unet import RestorationUNet, UNetDecoder, UNetEncoder
 from restore.models.unireplknet import DilatedReparamBlock, UniRepLKNetBlock
 
@@ -29,4 +29,5 @@ __all__ = [
     "UniRepLKNetBlock",
     "reparameterize",
     "is_reparameterizable",
+    "is_deployed",
 ]

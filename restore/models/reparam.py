@@ -8,12 +8,24 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["reparameterize", "is_reparameterizable"]
+__all__ = ["reparameterize", "is_reparameterizable", "is_deployed"]
 
 
 def is_reparameterizable(model: nn.Module) -> bool:
     """True if any sub-module has a ``reparameterize()`` method."""
     return any(hasattr(m, "reparameterize") for m in model.modules() if m is not model)
+
+
+def is_deployed(model: nn.Module) -> bool:
+    """True when ``model`` is in its deploy form: it has re-parameterisable blocks (a ``reparameterize()``
+    method) and every one of them reports ``deploy is True``.
+
+    A network with nothing to fold (NAFNet, DeepRFT) has only its training form: False, whatever its
+    blocks' ``deploy`` arguments. A partly converted one is False too (``reparameterize`` would still
+    change it); weights files refuse to store it (:func:`restore.weights_io.deploy_flag`).
+    """
+    blocks = [m for m in model.modules() if hasattr(m, "reparameterize")]
+    return bool(blocks) and all(getattr(m, "deploy", False) is True for m in blocks)
 
 
 def reparameterize(model: nn.Module) -> nn.Module:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from restore.models.reparam import is_reparameterizable, reparameterize
+from restore.models.reparam import is_deployed, is_reparameterizable, reparameterize
 
 __all__ = ["count_params", "count_macs", "summarize", "find_configs_dir", "compose_net_config", "summarize_config",
            "main"]
@@ -46,10 +46,6 @@ def count_macs(net: nn.Module, input_size: Sequence[int] = (1, 3, 256, 256)) -> 
     return counter.get_total_flops() // 2
 
 
-def _is_deployed(net: nn.Module) -> bool:
-    return any(getattr(m, "deploy", False) is True for m in net.modules())
-
-
 def summarize(net: nn.Module, input_size: Sequence[int] = (1, 3, 256, 256)) -> dict:
     """Counts for one network.
 
@@ -62,7 +58,7 @@ def summarize(net: nn.Module, input_size: Sequence[int] = (1, 3, 256, 256)) -> d
     out = {"input_size": input_size, "params": count_params(net)}
     out["macs"] = count_macs(net, input_size)
     out["gmacs"] = out["macs"] / 1e9
-    if is_reparameterizable(net) and not _is_deployed(net):
+    if is_reparameterizable(net) and not is_deployed(net):
         deployed = reparameterize(copy.deepcopy(net))
         out["params_deploy"] = count_params(deployed)
         out["macs_deploy"] = count_macs(deployed, input_size)

@@ -1,21 +1,25 @@
-"""Lightning callbacks of a pruning run: pruned weights stay zero (EMA copy included), a snapshot
-of the weights at step k for late rewinding, and a progress bar over rounds and steps."""
+"""Lightning callbacks of a pruning run: pruned weights stay zero (EMA copy included), checkpoints
+with the masks folded in (and read back for a resumed round), a snapshot of the weights at step k
+for late rewinding, and a progress bar over rounds and steps."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.weight_averaging import WeightAveraging
-from safetensors.torch import save_file
 from torch.nn.utils import prune
 
-from restore.pruning.masks import PrunableWeight, dense_state_dict, fold_masks, zero_pruned
+from restore.lightning.checkpointing import AtomicCheckpointIO
+from restore.pruning.masks import PrunableWeight, dense_state_dict, fold_masks, unfold_masks, zero_pruned
+from restore.weights_io import save_weights
 
-__all__ = ["PrunedWeightsGuard", "DenseCheckpoints", "WeightSnapshot", "RoundProgressBar", "LastValidationStep"]
+__all__ = ["PrunedWeightsGuard", "DenseCheckpoints", "MaskedCheckpointIO", "WeightSnapshot", "RoundProgressBar",
+           "LastValidationStep"]
 
 
 class PrunedWeightsGuard(Callback):
@@ -69,9 +73,9 @@ class DenseCheckpoints(Callback):
     """Writes the round's Lightning checkpoints with the masks folded into the weights
     (``net.w`` instead of ``net.w_orig`` + ``net.w_mask``, for the EMA ``state_dict`` and the raw
     ``current_model_state``) and the masks under ``pruning_masks``, so ``restore.load_model`` and
-    ``eval.py ckpt_path=…`` read them like any checkpoint. A pruning run resumes from its round
-    files, never from these, so they need not hold the re-parametrisation. Put it after the EMA
-    callback (its ``on_save_checkpoint`` builds the two state dicts)."""
+    ``eval.py ckpt_path=…`` read them like any checkpoint. A round interrupted mid-way resumes from
+    its ``last.ckpt`` through :class:`MaskedCheckpointIO`, which restores the re-parametrisation. Put
+    it after the EMA callback (its ``on_save_checkpoint`` builds the two state dicts)."""
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         masks: dict[str, torch.Tensor] = {}
@@ -79,6 +83,22 @@ class DenseCheckpoints(Callback):
             if key in checkpoint:
                 checkpoint[key], masks = fold_masks(checkpoint[key])
         checkpoint["pruning_masks"] = {k.removeprefix("net."): v.cpu() for k, v in masks.items()}
+
+
+class MaskedCheckpointIO(AtomicCheckpointIO):
+    """Reads a round checkpoint written through :class:`DenseCheckpoints` back into the pruned module:
+    each folded ``net.w`` becomes ``net.w_orig`` + ``net.w_mask`` again (:func:`~restore.pruning.masks.
+    unfold_masks`, from ``pruning_masks``), in the raw and the EMA state dicts, so
+    ``trainer.fit(ckpt_path=<round>/checkpoints/last.ckpt)`` resumes the round at its step. Writes as
+    :class:`~restore.lightning.AtomicCheckpointIO` does (digest and size checks included)."""
+
+    def load_checkpoint(self, path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        checkpoint = super().load_checkpoint(path, *args, **kwargs)
+        masks = {f"net.{name}": mask for name, mask in checkpoint.get("pruning_masks", {}).items()}
+        for key in ("state_dict", "current_model_state"):
+            if key in checkpoint:
+                checkpoint[key] = unfold_masks(checkpoint[key], masks)
+        return checkpoint
 
 
 class WeightSnapshot(Callback):
@@ -93,8 +113,7 @@ class WeightSnapshot(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step and trainer.is_global_zero:
-            state = {k: v.detach().contiguous().cpu() for k, v in dense_state_dict(self.net_of(pl_module)).items()}
-            save_file(state, str(self.path), metadata={"step": str(self.step)})
+            save_weights(dense_state_dict(self.net_of(pl_module)), self.path, metadata={"step": str(self.step)})
 
 
 class RoundProgressBar(RichProgressBar):

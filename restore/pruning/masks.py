@@ -37,6 +37,7 @@ __all__ = [
     "target_remaining",
     "dense_state_dict",
     "fold_masks",
+    "unfold_masks",
     "load_dense_state",
     "zero_pruned",
     "make_permanent",
@@ -251,6 +252,20 @@ def fold_masks(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
         else:
             out[key] = value.detach() if isinstance(value, torch.Tensor) else value
     return out, masks
+
+
+def unfold_masks(state: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`fold_masks`: ``w`` → ``w_orig = w`` and ``w_mask = mask`` (in ``w``'s dtype)
+    for each ``{w: bool mask}``; exact, because pruned entries of ``w_orig`` are kept at zero
+    (:class:`~restore.pruning.callbacks.PrunedWeightsGuard`). Other keys pass through."""
+    out = dict(state)
+    for key, mask in masks.items():
+        if key not in out:
+            raise KeyError(f"the state dict has no {key!r} to attach its pruning mask to")
+        weight = out.pop(key)
+        out[key + "_orig"] = weight
+        out[key + "_mask"] = mask.to(device=weight.device, dtype=weight.dtype)
+    return out
 
 
 @torch.no_grad()

@@ -22,7 +22,14 @@ Run folder (``paths.output_dir``, or the folder given as ``ckpt_path`` to resume
     round_XX/metrics.{json,md}, round.json   validation metrics; round.json marks the round done
 
 A crashed run resumes at the first round without ``round.json``: its masks and rewinding target
-come from the files above, so the resumed run prunes exactly as an uninterrupted one.
+come from the files above, so the resumed run prunes exactly as an uninterrupted one. Within that
+round, training resumes at the step of its ``checkpoints/last.ckpt`` (written on Ctrl-C, and at each
+validation) when that checkpoint holds the round's masks; otherwise the round restarts at step 0
+(logged). What a resume reads — ``pruning_state.json``, θ₀, ``theta_step<k>``, masks, the sparse
+exports, ``round.json``, checkpoints — is written atomically (complete or absent, never truncated; the
+weights files with a digest), and verified when read back: a damaged file is a ``DamagedFileError``
+naming it and what to do. Temporary files of a write cut short by a kill are removed when the run
+starts (under its lock).
 """
 
 from __future__ import annotations
@@ -41,12 +48,13 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
-from safetensors.torch import load_file, save_file
 
 from restore.checkpoint import load_pretrained, read_checkpoint
+from restore.errors import DamagedFileError, WeightsSizeError
 from restore.pruning.callbacks import (
     DenseCheckpoints,
     LastValidationStep,
+    MaskedCheckpointIO,
     PrunedWeightsGuard,
     RoundProgressBar,
     WeightSnapshot,
@@ -65,7 +73,9 @@ from restore.pruning.masks import (
 from restore.pruning.report import task_average, write_report
 from restore.pruning.sparse import export_sparse
 from restore.utils.config import ConfigError, instantiate_group, instantiate_node, record_run
+from restore.utils.files import atomic_write_text, remove_stale_temps
 from restore.utils.reporting import write_metrics
+from restore.weights_io import load_tensors, open_weights, save_weights
 
 __all__ = ["IterativePruning", "run_pruning"]
 
@@ -170,10 +180,12 @@ class RunFolder:
         return self.root / f"theta_step{k}.safetensors"
 
     def done(self, r: int) -> bool:
-        return (self.round(r) / "round.json").is_file()
+        """Whether round r is finished (its ``round.json`` exists; checked, so a damaged one is named)."""
+        path = self.round(r) / "round.json"
+        return path.is_file() and bool(_round_entry(path))
 
     def entries(self) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted(self.root.glob("round_*/round.json"))]
+        return [_round_entry(p) for p in sorted(self.root.glob("round_*/round.json"))]
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -212,8 +224,36 @@ def _find_run_root(path: Path) -> Path:
                             "or its parents); pass the run folder, e.g. outputs/<task>/<timestamp>")
 
 
-def _save(tensors: dict[str, torch.Tensor], path: Path, **meta: str) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=meta or None)
+def _read_json(path: Path, fix: str) -> dict:
+    """A JSON object the run wrote; a damaged file is a :class:`DamagedFileError` naming it and ``fix``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{path} is damaged (not valid JSON: {err}); {fix}") from None
+    if not isinstance(value, dict):
+        raise DamagedFileError(f"{path} is damaged (a JSON {type(value).__name__}, not an object); {fix}")
+    return value
+
+
+def _round_entry(path: Path) -> dict:
+    """A round's ``round.json``, checked: it parses and names its own round."""
+    fix = "delete it, and the resumed run trains that round again"
+    entry = _read_json(path, fix)
+    if entry.get("round") != int(path.parent.name.removeprefix("round_")) or "metrics" not in entry:
+        raise DamagedFileError(f"{path} is damaged (no metrics, or another round's number); {fix}")
+    return entry
+
+
+def _read_export(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """The dense state dict of a round's sparse export, verified; a damaged one names ``fix``."""
+    try:
+        return read_checkpoint(path)[0]
+    except (FileNotFoundError, WeightsSizeError):
+        raise
+    except DamagedFileError as err:
+        raise DamagedFileError(str(err).rsplit("; ", 1)[0] + f"; {fix}") from None
+    except (OSError, ValueError) as err:
+        raise DamagedFileError(f"{path} is damaged ({err}); {fix}") from None
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -236,6 +276,8 @@ def run_pruning(cfg: DictConfig) -> dict[str, float]:
             raise FileExistsError(f"{folder.root} already holds a pruning run: resume it with pruning.resume=true "
                                   f"(or ckpt_path={folder.root}), or choose another paths.output_dir")
     with folder.lock():
+        for stale in remove_stale_temps(folder.root):  # writes a kill cut short (this run's own, under its lock)
+            log.info("Removed %s, left by a write that did not finish", stale)
         return _run(cfg, settings, folder, resume)
 
 
@@ -303,7 +345,10 @@ def _theta0(folder: RunFolder, net: torch.nn.Module, weights: Sequence[PrunableW
     """
     names = [w.name for w in weights]
     if resume:
-        state = json.loads(folder.state.read_text())
+        fix = "it records the run's settings; restore it from a copy, or start a new run (another paths.output_dir)"
+        state = _read_json(folder.state, fix)
+        if not isinstance(state.get("settings"), dict) or "prunable" not in state or "net_config" not in state:
+            raise DamagedFileError(f"{folder.state} is damaged (settings, prunable or net_config missing); {fix}")
         changed = [k for k, v in settings.mask_settings().items() if state["settings"].get(k) != v]
         if changed:
             diff = ", ".join(f"{k}={state['settings'].get(k)!r}→{getattr(settings, k)!r}" for k in changed)
@@ -311,11 +356,13 @@ def _theta0(folder: RunFolder, net: torch.nn.Module, weights: Sequence[PrunableW
         if state["prunable"] != names or state["net_config"] != net_config:
             raise ValueError(f"cannot resume {folder.root}: the network or its prunable weights differ from the run's "
                              f"(net_config or pruning include/exclude/layer_types changed)")
-        return load_file(str(folder.theta0))
+        return load_tensors(folder.theta0, fix="θ₀, the weights every round rewinds to, cannot be rebuilt from the "
+                                               "run's other files: start a new run (another paths.output_dir)")
     theta0 = {k: v.clone() for k, v in dense_state_dict(net).items()}
-    _save(theta0, folder.theta0, what="theta0: weights before any training of this run (pretrained ones if given)")
-    folder.state.write_text(json.dumps({"settings": settings.mask_settings(), "prunable": names,
-                                        "net_config": net_config}, indent=2))
+    save_weights(theta0, folder.theta0,
+                 metadata={"what": "theta0: weights before any training of this run (pretrained ones if given)"})
+    atomic_write_text(folder.state, json.dumps({"settings": settings.mask_settings(), "prunable": names,
+                                                "net_config": net_config}, indent=2))
     return theta0
 
 
@@ -324,17 +371,18 @@ def _prepare_round(r: int, folder: RunFolder, net: torch.nn.Module, weights: Seq
     """Masks and weights at the start of round r (round 0: θ₀, no pruning; else pruned to the
     sparsity of schedule round ``prune_to``, which is r except for one-shot pruning)."""
     round_dir = folder.round(r)
-    round_dir.mkdir(parents=True, exist_ok=True)
     if r == 0:
         set_masks(weights, {w.name: torch.ones_like(w.raw, dtype=torch.bool) for w in weights})
         load_dense_state(net, theta0)
     else:
         prev = folder.round(r - 1)
-        set_masks(weights, load_file(str(prev / "masks.safetensors")))
-        load_dense_state(net, read_checkpoint(prev / "model.sparse.safetensors")[0])  # round r−1's trained net
+        redo = f"delete the folder {prev} and resume: round {r - 1} is then trained again"
+        set_masks(weights, load_tensors(prev / "masks.safetensors", fix=redo))
+        load_dense_state(net, _read_export(prev / "model.sparse.safetensors", redo))  # round r−1's trained net
         saved = round_dir / "masks.safetensors"
         if saved.is_file():  # a crashed round: train the masks it had
-            set_masks(weights, load_file(str(saved)))
+            set_masks(weights, load_tensors(saved, fix=f"delete it and resume: round {r} prunes again from round "
+                                                       f"{r - 1}'s files, to the same masks"))
         else:
             prune_round(weights, prune_to, settings.rate, settings.scope, settings.rate_overrides, settings.method,
                         settings.seed)
@@ -345,9 +393,10 @@ def _prepare_round(r: int, folder: RunFolder, net: torch.nn.Module, weights: Seq
             if not path.is_file():
                 raise FileNotFoundError(f"{path} (the weights of step {settings.rewind_step}, written in round 0) "
                                         "is missing: rewind=step needs the dense round to pass that step")
-            load_dense_state(net, load_file(str(path)))
+            load_dense_state(net, load_tensors(path, fix="it is written in round 0 only: start a new run (another "
+                                                         "paths.output_dir)"))
         # rewind == "none": keep the trained weights (masked), i.e. fine-tune
-    _save(get_masks(weights), round_dir / "masks.safetensors", round=str(r))
+    save_weights(get_masks(weights), round_dir / "masks.safetensors", metadata={"round": str(r)})  # creates the folder
 
 
 def _round_config(cfg: DictConfig, round_dir: Path, steps: int) -> DictConfig:
@@ -377,10 +426,47 @@ def _train_round(cfg: DictConfig, model, datamodule, r: int, rounds: int, steps:
     callbacks.append(last_validation)
     loggers = instantiate_group(rcfg, "logger")
     trainer: L.Trainer = instantiate_node(rcfg, "trainer", callbacks=callbacks, logger=loggers or False)
-    trainer.fit(model=model, datamodule=datamodule)
+    ckpt_path, done_steps = _interrupted_round(folder, r, weights, steps)
+    if ckpt_path is not None and done_steps >= steps:
+        # the round's training had ended (the run stopped while writing the round's files): its final (EMA)
+        # weights are the checkpoint's; Lightning would skip fit, and with it the EMA copy at its end
+        load_dense_state(model.net, read_checkpoint(ckpt_path)[0])
+        trainer.validate(model=model, datamodule=datamodule, verbose=False)
+        return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if ckpt_path is not None:
+        trainer.strategy.checkpoint_io = MaskedCheckpointIO()  # reads the folded masks back into the pruned net
+    trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     if last_validation.step != trainer.global_step:  # else the last validation saw the final (EMA) weights
         trainer.validate(model=model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def _interrupted_round(folder: RunFolder, r: int, weights: Sequence[PrunableWeight],
+                       steps: int) -> tuple[Path | None, int]:
+    """(Round r's ``checkpoints/last.ckpt``, its step) when an interrupted attempt left one trained with
+    the round's masks (Ctrl-C writes it at that step, validation at its own): training resumes from it.
+    Else (None, 0): the round starts at step 0 (logged when a checkpoint was there with other masks)."""
+    path = folder.round(r) / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        return None, 0
+    fix = f"delete it, and round {r} restarts at step 0"
+    try:
+        with open_weights(path) as f:
+            ckpt = f.checkpoint(fix=fix)
+            saved, step = ckpt.get("pruning_masks"), int(ckpt.get("global_step", 0))
+            current = get_masks(weights)
+            same = (isinstance(saved, dict) and saved.keys() == current.keys()
+                    and all(torch.equal(saved[k].bool(), current[k].cpu().bool()) for k in current))
+    except (DamagedFileError, WeightsSizeError):
+        raise
+    except (OSError, ValueError) as err:
+        raise DamagedFileError(f"{err}; {fix}") from None
+    if not same:
+        log.warning("Round %d: %s holds other masks than the round's (an earlier attempt): the round restarts at "
+                    "step 0", r, path)
+        return None, 0
+    log.info("Round %d resumes at step %d of %d from %s", r, step, steps, path)
+    return path, step
 
 
 def _finish_round(r: int, folder: RunFolder, net: torch.nn.Module, model, net_config: dict | None,
@@ -403,5 +489,5 @@ def _finish_round(r: int, folder: RunFolder, net: torch.nn.Module, model, net_co
     entry = {"round": r, "steps": steps, **counts, "emptied_layers": emptied, "metrics": groups,
              "task_average": {"psnr": task_average(groups, "psnr"), "ssim": task_average(groups, "ssim")},
              "export": str(export.relative_to(folder.root)), "export_bytes": export.stat().st_size}
-    (round_dir / "round.json").write_text(json.dumps(entry, indent=2))
+    atomic_write_text(round_dir / "round.json", json.dumps(entry, indent=2))
     write_report(folder.entries(), folder.root, protocols, asdict(settings))

@@ -15,12 +15,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from restore.errors import ConfigError
+
 __all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "config_source", "record_run",
            "task_config", "unique_run_dir", "launch_run_name", "ConfigError"]
-
-
-class ConfigError(RuntimeError):
-    """A config node could not be built; the message names the config file to fix."""
 
 
 def launch_run_name() -> str | None:

@@ -1,7 +1,6 @@
 """Checkpoints survive kills: atomic writes, named read errors, last.ckpt on Ctrl-C (not on NaN)."""
 
 import os
-import signal
 
 import lightning as L
 import pytest
@@ -10,6 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from test_callbacks import ScaledAfter
 from test_module import datamodule, make_module, make_trainer
 
+from restore.errors import DamagedFileError
 from restore.lightning import (
     AtomicCheckpointIO,
     CheckpointReadError,
@@ -67,13 +67,6 @@ class InterruptAt(L.Callback):
             raise KeyboardInterrupt
 
 
-@pytest.fixture
-def sigint_restored():
-    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a KeyboardInterrupt
-    yield
-    signal.signal(signal.SIGINT, handler)
-
-
 def test_ctrl_c_saves_last_ckpt_at_that_step_and_the_run_resumes(tmp_path, pair_dataset, sigint_restored):
     dm, ckpt_dir = datamodule(pair_dataset), tmp_path / "ckpt"
 
@@ -101,3 +94,18 @@ def test_a_nan_stop_saves_nothing_over_the_last_good_checkpoint(tmp_path, pair_d
     with pytest.raises(NonFiniteLossError):
         trainer.fit(make_module(loss=ScaledAfter(3, float("nan"))), datamodule(pair_dataset))
     assert torch.load(ckpt_dir / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, pair_dataset, damage_weights):
+    """The digest AtomicCheckpointIO stores is checked when Lightning loads the file to resume."""
+    ckpt_dir = tmp_path / "ckpt"
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=2)]
+    make_trainer(tmp_path, 2, callbacks=callbacks, limit_val_batches=0, plugins=[AtomicCheckpointIO()]).fit(
+        make_module(), datamodule(pair_dataset))
+    assert torch.load(ckpt_dir / "last.ckpt", weights_only=True)["weights_digest"].startswith("sha256:")
+    damage_weights(ckpt_dir / "last.ckpt")
+    resumed = make_trainer(tmp_path, 4, limit_val_batches=0, plugins=[AtomicCheckpointIO()])
+    with pytest.raises(DamagedFileError, match=r"last\.ckpt was modified or damaged: digest mismatch.*another "
+                                               r"checkpoint"):
+        resumed.fit(make_module(), datamodule(pair_dataset), ckpt_path=ckpt_dir / "last.ckpt")
+    assert resumed.global_step == 0

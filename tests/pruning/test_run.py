@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,9 @@ from hydra.utils import instantiate
 from safetensors.torch import load_file
 
 import restore
+from restore.errors import DamagedFileError
 from restore.pruning import IterativePruning
+from restore.pruning.callbacks import PrunedWeightsGuard
 from train import train
 
 TINY = ["experiment=prune/mirl_quick", "pruning.rounds=2", "trainer.max_steps=3", "trainer.val_check_interval=3",
@@ -159,3 +162,75 @@ def test_pretrained_weights_become_theta0_and_a_wrong_architecture_is_named(fini
     with pytest.raises(RuntimeError, match=r"pretrained=.*model\.sparse\.safetensors.*shape mismatches"):
         train(compose_into(tmp_path / "wider", TINY + ["pruning.rounds=1", "model.net.width=16",
                                                        f"pretrained={pretrained}"]))
+
+
+def crashed_in_round_2(finished_run, folder):
+    """A copy of the finished run as a crash while training round 2 leaves it (masks and checkpoints written)."""
+    shutil.copytree(finished_run, folder)
+    for name in ("round.json", "model.sparse.safetensors", "metrics.json", "metrics.md"):
+        (folder / "round_02" / name).unlink()
+    return folder
+
+
+@pytest.mark.parametrize("damage, file, fix", [
+    (lambda p: p.write_text(p.read_text()[:40]), "round_01/round.json", "delete it"),
+    (lambda p: p.write_bytes(p.read_bytes()[:-100]), "round_01/masks.safetensors", "delete the folder .*round_01"),
+    ("flip", "round_01/model.sparse.safetensors", "digest mismatch.*delete the folder .*round_01"),
+    ("flip", "theta0.safetensors", "digest mismatch.*start a new run"),
+    (lambda p: p.write_text("{"), "pruning_state.json", "start a new run"),
+    (lambda p: p.write_bytes(p.read_bytes()[:50]), "round_02/masks.safetensors", "delete it.*prunes again"),
+    ("flip", "round_02/checkpoints/last.ckpt", "digest mismatch.*delete it, and round 2 restarts at step 0"),
+])
+def test_a_damaged_run_file_is_named_on_resume_before_any_training(finished_run, tmp_path, compose_into,
+                                                                   damage_weights, damage, file, fix):
+    """Issue 31: a truncated round.json made every resume retrain the next round, then die with a raw
+    JSONDecodeError naming no file; truncated masks or θ₀ gave a raw SafetensorError."""
+    run = crashed_in_round_2(finished_run, tmp_path / "run")
+    damage_weights(run / file) if damage == "flip" else damage(run / file)
+    checkpoint = (run / "round_02" / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(DamagedFileError, match=rf"{file}.*{fix}"):
+        train(compose_into(tmp_path / "elsewhere", TINY + [f"ckpt_path={run}"]))
+    # refused before round 2 trained any further
+    assert (run / "round_02" / "checkpoints" / "last.ckpt").read_bytes() == checkpoint
+    assert not (run / "round_02" / "model.sparse.safetensors").exists()
+
+
+def test_temporary_files_of_a_killed_write_are_removed_when_the_run_starts(finished_run, tmp_path, compose_into):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    stale = [run / ".theta0.safetensors.k3j9x2ab.tmp", run / "round_01" / ".round.json.0a1b2c3d.tmp",
+             run / "round_02" / "checkpoints" / ".last.ckpt.zz9y8x7w.tmp"]
+    for path in stale:
+        path.write_bytes(b"half written")
+    train(compose_into(tmp_path / "elsewhere", TINY + [f"ckpt_path={run}"]))  # every round done: nothing trains
+    assert not any(path.exists() for path in stale)
+    assert sorted(p.name for p in run.rglob(".*.tmp")) == []
+
+
+def test_ctrl_c_inside_a_round_resumes_at_its_step(tmp_path, compose_into, monkeypatch, sigint_restored):
+    steps: list[tuple[str, int]] = []
+    original = PrunedWeightsGuard.on_train_batch_end
+
+    def record(self, trainer, pl_module, *args):
+        original(self, trainer, pl_module, *args)
+        steps.append((Path(trainer.default_root_dir).name, trainer.global_step))
+        if interrupt and steps[-1] == ("round_01", 2):
+            raise KeyboardInterrupt  # Ctrl-C after the round's second step
+
+    monkeypatch.setattr(PrunedWeightsGuard, "on_train_batch_end", record)
+    overrides = TINY + ["pruning.rounds=1", "trainer.max_steps=4", "trainer.val_check_interval=4"]
+    run, interrupt = tmp_path / "run", True
+    with pytest.raises(SystemExit):  # Lightning's shutdown on KeyboardInterrupt, after InterruptCheckpoint saved
+        train(compose_into(run, overrides))
+    assert torch.load(run / "round_01" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert not (run / "round_01" / "round.json").exists()
+    steps.clear()
+    interrupt = False
+    train(compose_into(tmp_path / "elsewhere", overrides + [f"ckpt_path={run / 'round_01/checkpoints/last.ckpt'}"]))
+    assert steps == [("round_01", 3), ("round_01", 4)]  # the round went on from its step 2
+    entry = json.loads((run / "round_01" / "round.json").read_text())
+    assert entry["steps"] == 4 and entry["fraction_prunable"] == pytest.approx(0.8, abs=1e-4)
+    masks = load_file(str(run / "round_01" / "masks.safetensors"))
+    exported = restore.checkpoint.read_checkpoint(run / "round_01" / "model.sparse.safetensors")[0]
+    for name, mask in masks.items():  # the resumed round trained the pruned network: its zeros held
+        assert bool((exported[name][~mask] == 0).all()) and bool((exported[name][mask] != 0).any())

@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import restore
+from restore.errors import DamagedFileError, UnverifiedWeightsWarning
 from restore.models.reparam import reparameterize
 from restore.pruning import densify_state_dict, export_sparse, make_permanent, prune_round, select_prunable
 from restore.pruning.sparse import encode_state_dict, pack_bits, unpack_bits
@@ -140,8 +141,12 @@ def test_load_model_names_the_damaged_tensor(tmp_path):
     name = next(k for k, v in json.loads(meta["sparse"]).items() if v["nnz"] > 1)
     tensors[f"{name}::indices"] = tensors[f"{name}::indices"].flip(0).contiguous()
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
-    with pytest.raises(ValueError, match=f"{name}.*strictly increasing"):
+    with pytest.raises(DamagedFileError, match="bad.safetensors was modified or damaged: digest mismatch"):
         restore.load_model(tmp_path / "bad.safetensors")
+    # written by another tool (no digest): still refused, by the format's own checks, naming the tensor
+    save_file(tensors, str(tmp_path / "foreign.safetensors"), metadata={k: v for k, v in meta.items() if k != "digest"})
+    with pytest.warns(UnverifiedWeightsWarning), pytest.raises(ValueError, match=f"{name}.*strictly increasing"):
+        restore.load_model(tmp_path / "foreign.safetensors")
 
 
 def test_unireplk_deploy_form_of_a_pruned_net_matches(tmp_path):
