@@ -7,6 +7,7 @@ Python API::
     clean = restore.restore_image(net, "noisy.png", tile=512)   # same kind as the input
     restore.export_model(restore.reparameterize(net), "net_deploy.safetensors")
     net = restore.load_model("denoise_color")                  # a shipped pretrained model (restore.list_models())
+    net = restore.create_model("unireplknet_tiny", width=32)   # an architecture, random weights (list_architectures())
 
 From a shell: ``restore run --model best.ckpt noisy/ restored/`` and ``restore export --model
 best.ckpt net.onnx`` (see :mod:`restore.cli`, :mod:`restore.export`).
@@ -19,12 +20,13 @@ from restore.checkpoint import export_model, load_model
 from restore.inference import restore_image
 from restore.model_zoo import list_models, model_card
 from restore.models.allowlist import register_network
+from restore.models.factory import create_model, list_architectures
 from restore.models.reparam import reparameterize
 
 __version__ = "0.1.0"
 
 __all__ = ["load_model", "export_model", "restore_image", "reparameterize", "register_network", "list_models",
-           "model_card", "deblur_semiblind", "__version__"]
+           "model_card", "create_model", "list_architectures", "deblur_semiblind", "__version__"]
 
 
 def __getattr__(name: str):

@@ -22,7 +22,7 @@ from restore.checkpoint import (
     read_checkpoint,
 )
 from restore.models import allowlist
-from restore.models.summary import compose_net_config
+from restore.models.factory import compose_net_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NET_CONFIGS = sorted((ROOT / "configs" / "model" / "net").glob("*.yaml"))

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
+import restore
 from restore.export import ExportMismatchError, export_onnx, export_torchscript
-from restore.models.summary import compose_net_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NET_CONFIGS = sorted((ROOT / "configs" / "model" / "net").glob("*.yaml"))
@@ -26,7 +25,7 @@ TOLERANCE = 1e-4
 def build(config_path: Path) -> nn.Module:
     """The config's network, seeded, with non-trivial BatchNorm statistics (so re-parameterisation matters)."""
     torch.manual_seed(0)
-    net = instantiate(compose_net_config(Path(config_path).stem))
+    net = restore.create_model(Path(config_path).stem)
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -45,8 +44,7 @@ def test_onnx_export_matches_pytorch_at_other_sizes(config_path, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     net = build(config_path)
     keys = list(net.state_dict())
-    uses_fft = "fourier" in str(compose_net_config(Path(config_path).stem)) or "ResFFT" in str(
-        compose_net_config(Path(config_path).stem))
+    uses_fft = "fourier" in str(net.net_config) or "ResFFT" in str(net.net_config)
     if uses_fft:  # torch's TorchScript-based ONNX exporter has no rfft2/irfft2 (TorchScript export works)
         with pytest.raises(torch.onnx.errors.UnsupportedOperatorError, match="fft"):
             export_onnx(net, tmp_path / "net.onnx", check=False)
