@@ -5,8 +5,8 @@ exports): the bytes go to a hidden temporary file beside the target, are flushed
 ``os.replace``-d over it, so a reader never sees a half-written file and a failed or interrupted
 write (an exception, Ctrl-C, SIGTERM turned into one by the ``restore`` command) leaves nothing
 behind. A process killed outright (SIGKILL, power loss) leaves its temporary file; the next write
-of the same name removes it. Python's ``tempfile`` and ``os.replace`` do the work; what is added is
-the clean-up, and the translation of ``OSError`` into messages that name the path and the fix.
+of the same name removes it. ``os.open(O_EXCL)``, ``os.fsync`` and ``os.replace`` do the work; what is
+added is the clean-up, and the translation of ``OSError`` into messages that name the path and the fix.
 """
 
 from __future__ import annotations
