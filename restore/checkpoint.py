@@ -35,13 +35,18 @@ from restore.model_zoo import model_card_warning, resolve_model
 from restore.models.allowlist import is_trusted_target, trusted_targets
 from restore.models.reparam import reparameterize
 
-__all__ = ["load_model", "export_model", "read_checkpoint", "build_net", "check_net_config",
+__all__ = ["load_model", "export_model", "read_checkpoint", "build_net", "check_net_config", "describe_state_mismatch",
            "UnsafeCheckpointError", "NonFiniteWeightsError", "MissingNetConfigError"]
 
 log = logging.getLogger(__name__)
 
 # Hydra's special keys a stored config may use; `_recursive_`, `_convert_` and anything else are refused.
 _SPECIAL_KEYS = ("_target_", "_partial_", "_args_")
+
+#: Deepest nesting of mappings and lists a stored network config may have (the toolkit's nest 1 deep):
+#: deeper ones are refused before anything recurses into them (copying or building one would hit
+#: Python's recursion limit).
+MAX_CONFIG_DEPTH = 32
 
 
 class UnsafeCheckpointError(ValueError):
@@ -136,10 +141,27 @@ def check_net_config(config: Any, source: str | Path = "the stored config") -> N
                                     f"got {type(config).__name__}")
     if config.get("_partial_") is True:
         raise _refuse(str(source), "net_config._partial_", "the network itself cannot be a partial")
-    try:
-        _check_node(config, "net_config", str(source))
-    except RecursionError:
-        raise UnsafeCheckpointError(f"{source}: the stored network config is nested too deeply") from None
+    depth = _nesting_depth(config, MAX_CONFIG_DEPTH)
+    if depth > MAX_CONFIG_DEPTH:
+        raise UnsafeCheckpointError(f"{source}: the stored network config is nested more than {MAX_CONFIG_DEPTH} "
+                                    "levels deep (the toolkit's nest 1 level): a damaged or hostile file, refused")
+    _check_node(config, "net_config", str(source))
+
+
+def _nesting_depth(node: Any, limit: int) -> int:
+    """Depth of nested mappings and lists in ``node`` (a leaf is 0), counted without recursion and
+    stopping once past ``limit``."""
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, (list, tuple)) else ()
+        for child in children:
+            if isinstance(child, (Mapping, list, tuple)):
+                if depth + 1 > limit:
+                    return depth + 1
+                deepest = max(deepest, depth + 1)
+                stack.append((child, depth + 1))
+    return deepest
 
 
 def _refuse(source: str, where: str, why: str) -> UnsafeCheckpointError:
@@ -231,13 +253,9 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
     if net is None:
         net = build_net(config, deploy=is_deploy, source=path)
     own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)}→{tuple(own[k].shape)}" for k in own
-                  if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        msg = f"Loading {path}: " + "; ".join(f"{what} {_head(keys)}" for what, keys in (
-            ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys)
+    mismatch = describe_state_mismatch(own, state)
+    if mismatch is not None:
+        msg = f"Loading {path}: {mismatch}"
         if strict:
             raise RuntimeError(msg + " (strict=True; pass strict=False to load only the matching ones)")
         log.warning(msg)
@@ -284,6 +302,18 @@ def _check_finite(state: dict, path: str | Path) -> None:
                 kind = "NaN" if torch.isnan(tensor).any() else "Inf"
                 raise NonFiniteWeightsError(f"{path}: weight {name!r} {tuple(tensor.shape)} holds {kind} values "
                                             "(a diverged run or a corrupted file)")
+
+
+def describe_state_mismatch(own: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
+    """How the state dict ``state`` (a file's) differs from ``own`` (the network's), in one line: its missing
+    keys, unexpected keys and shape mismatches (file → network), the first few of each; None when it fits."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)}→{tuple(own[k].shape)}" for k in own
+                  if k in state and state[k].shape != own[k].shape]
+    parts = [f"{what} {_head(keys)}" for what, keys in (
+        ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
+    return "; ".join(parts) if parts else None
 
 
 def _head(keys: list[str], n: int = 8) -> str:
