@@ -3,7 +3,9 @@
 
 The network is rebuilt from the checkpoint (its stored config, EMA weights when present), tested
 on the datamodule's test set (its val set when it has none); a rich table is printed and
-metrics.json / metrics.md are written to the run folder, restored images to <run>/images/.
+metrics.json / metrics.md are written to the run folder, restored images to <run>/images/. A failure ends
+with one line naming the culprit; its traceback goes to the run folder's <task_name>.log (HYDRA_FULL_ERROR=1
+prints it).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import lightning as L  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from restore.checkpoint import MissingNetConfigError, load_model  # noqa: E402
+from restore.inference import input_channels  # noqa: E402
 from restore.lightning import KernelImages  # noqa: E402
-from restore.utils.config import instantiate_node, record_run  # noqa: E402
+from restore.utils.config import ConfigError, config_source, instantiate_node, record_run, report_failures  # noqa: E402
 from restore.utils.reporting import add_task_average, print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         net = load_model(cfg.ckpt_path, net=instantiate_node(cfg, "model.net"), deploy=cfg.deploy)
     log.info("Network <%s> from %s%s", type(net).__name__, cfg.ckpt_path, " (deploy form)" if cfg.deploy else "")
     datamodule = instantiate_node(cfg, "data")
+    check_channels(net, datamodule, cfg.ckpt_path)
     save_dir = str(output_dir / "images") if cfg.save_images else None
     model = instantiate_node(cfg, "model", net=net, save_images_dir=save_dir, log_images=0,
                              weights_path=str(cfg.ckpt_path))  # named if the weights give NaN outputs
@@ -67,9 +71,25 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def check_channels(net, datamodule, ckpt_path: str) -> None:
+    """Refuse test data whose images have another channel count than the network takes (gray vs RGB), naming
+    both, before the network sees a batch (a convolution's error would name neither file nor config)."""
+    takes, dataset = input_channels(net), getattr(datamodule, "test_dataset", None)
+    sample = dataset[0]["lq"] if takes is not None and dataset is not None else None
+    if sample is None or sample.shape[0] == takes:
+        return
+    kinds = {1: "gray", 3: "RGB"}
+    given = sample.shape[0]
+    example = {1: " (e.g. data=denoise/bsd68)", 3: " (e.g. data=denoise/cbsd68)"}.get(takes, "")
+    raise ConfigError(f"the network in {ckpt_path} takes {takes}-channel ({kinds.get(takes, 'other')}) images, the "
+                      f"test data from {config_source('data')} gives {given}-channel ({kinds.get(given, 'other')}) "
+                      f"ones: evaluate it on {takes}-channel data{example}, whose datasets set channels: {takes}")
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with report_failures(cfg):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ lightning-hydra-template. The run folder (outputs/<task_name>/<timestamp>/, `_1`
 when runs start in the same second) gets the resolved config, the command line, CSV/TensorBoard
 logs (logger=mlflow|wandb|many_loggers: configs/logger/), checkpoints/{best,last}.ckpt and metrics.json/md.
 `python train.py hparams_search=denoise_optuna` sweeps with Optuna; the run returns `optimized_metric`.
+A failure ends with one line naming the culprit; its traceback goes to the run folder's <task_name>.log
+(HYDRA_FULL_ERROR=1 prints it).
 """
 
 from __future__ import annotations
@@ -27,8 +29,16 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
-from restore.checkpoint import load_pretrained  # noqa: E402
-from restore.utils.config import instantiate_group, instantiate_node, record_run, task_config  # noqa: E402
+from restore.checkpoint import describe_state_mismatch, load_pretrained  # noqa: E402
+from restore.utils.config import (  # noqa: E402
+    ConfigError,
+    config_source,
+    instantiate_group,
+    instantiate_node,
+    record_run,
+    report_failures,
+    task_config,
+)
 from restore.utils.reporting import metric_value, print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("pretrained") and not cfg.get("ckpt_path"):  # resuming restores the run's own weights
         log.info("Pretrained weights <%s>", cfg.pretrained)
         load_pretrained(model.net, cfg.pretrained)
+    if cfg.get("ckpt_path") and cfg.get("train", True):
+        check_resume_fits(model, cfg.ckpt_path)
     if cfg.get("compile"):
         compile_net(model.net, cfg.compile)
     callbacks = instantiate_group(cfg, "callbacks")
@@ -69,18 +81,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(task_config(cfg), resolve=True))
 
-    try:
-        if cfg.get("train", True):
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-        if cfg.get("test"):
-            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-            trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
-            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    except BaseException:
-        close_loggers(failed=True)
-        raise
+    if cfg.get("test"):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     close_loggers()
 
     results = getattr(model, "results", {}).get("val")
@@ -97,6 +105,44 @@ def train(cfg: DictConfig) -> dict[str, float]:
         print_metrics(tested, "test set (best checkpoint)", protocols)
         write_metrics(tested, Path(output_dir) / "test", protocols, {"step": trainer.global_step})
     return metrics
+
+
+def check_resume_fits(model: L.LightningModule, ckpt_path: str) -> None:
+    """Refuse to resume from a checkpoint of another network before Lightning loads it (whose error would list
+    every key): name the file, the differing keys and shapes, and the two ways on.
+
+    Only a readable checkpoint file is compared (``ckpt_path="last"`` and unreadable files are left to
+    Lightning's loader, which names them); its tensors are memory-mapped, not read.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file() or not getattr(model, "strict_loading", True):
+        return
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = ckpt["state_dict"]
+    except Exception:  # noqa: BLE001 - any unreadable file: Lightning's checkpoint IO reports it
+        return
+    mismatch = describe_state_mismatch(model.state_dict(), state)
+    if mismatch is None:
+        return
+    stored = ckpt.get("net_config")
+    trained = f"its network: {describe_net_config(stored)}; " if isinstance(stored, dict) else ""
+    raise ConfigError(f"ckpt_path={path} holds another network than model.net ({config_source('model.net')}): "
+                      f"{mismatch}. To resume, use the model.net it was trained with ({trained}e.g. drop the model/net "
+                      f"override); to start a new run from its weights, use pretrained={path} instead of ckpt_path "
+                      "(the weights must fit model.net: same keys and shapes)")
+
+
+def describe_net_config(config: dict) -> str:
+    """``RestorationUNet(block=NAFBlock, width=16, …)``: a stored network config in one line."""
+
+    def short(value: Any) -> str:
+        if isinstance(value, dict) and "_target_" in value:
+            return str(value["_target_"]).rsplit(".", 1)[-1]
+        return str(value)
+
+    settings = ", ".join(f"{k}={short(v)}" for k, v in config.items() if not k.startswith("_"))
+    return f"{short(config)}({settings})"
 
 
 def compile_net(net: torch.nn.Module, options: Any) -> None:
@@ -123,7 +169,8 @@ def close_loggers(failed: bool = False) -> None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    with report_failures(cfg, on_failure=lambda: close_loggers(failed=True)):
+        metrics = train(cfg)
     # what Hydra's sweepers optimise (configs/hparams_search/): the last logged value of `optimized_metric`
     try:
         return metric_value(metrics, cfg.get("optimized_metric"))

@@ -26,13 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(net_name: str, batch: int, patch: int, steps: int, device: str, mode: str) -> dict:
     import torch
-    from hydra.utils import instantiate
 
-    from restore.models.summary import compose_net_config
+    import restore
 
     def build(compiled: bool):
         torch.manual_seed(0)
-        net = instantiate(compose_net_config(net_name)).to(device)
+        net = restore.create_model(net_name).to(device)
         if compiled:
             net.compile(mode=None if mode == "default" else mode)
         return net, torch.optim.AdamW(net.parameters(), lr=1e-4)

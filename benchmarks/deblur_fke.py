@@ -50,11 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _net(name: str, **overrides):
-    from hydra.utils import instantiate
+    import restore
 
-    from restore.models.summary import compose_net_config
-
-    return instantiate(compose_net_config(name, [f"{k}={v}" for k, v in overrides.items()]))
+    return restore.create_model(name, **overrides)
 
 
 def _rss_mb() -> float:

@@ -22,11 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(net_name: str, patch: int, batch: int, steps: int, device: str) -> dict:
     import torch
-    from hydra.utils import instantiate
 
-    from restore.models.summary import compose_net_config
+    import restore
 
-    net = instantiate(compose_net_config(net_name)).to(device)
+    net = restore.create_model(net_name).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     x = torch.rand(batch, net.in_channels, patch, patch, device=device)
     y = torch.rand_like(x)

@@ -8,6 +8,7 @@ Python API::
     restore.export_model(restore.reparameterize(net), "net_deploy.safetensors")
     restore.is_deployed(net)                                    # True once re-parameterised
     net = restore.load_model("denoise_color")                  # a shipped pretrained model (restore.list_models())
+    net = restore.create_model("unireplknet_tiny", width=32)   # an architecture, random weights (list_architectures())
 
 From a shell: ``restore run --model best.ckpt noisy/ restored/`` and ``restore export --model
 best.ckpt net.onnx`` (see :mod:`restore.cli`, :mod:`restore.export`).
@@ -23,12 +24,13 @@ from restore.checkpoint import export_model, load_model
 from restore.inference import restore_image
 from restore.model_zoo import list_models, model_card
 from restore.models.allowlist import register_network
+from restore.models.factory import create_model, list_architectures
 from restore.models.reparam import is_deployed, reparameterize
 
 __version__ = "0.1.0"
 
 __all__ = ["load_model", "export_model", "restore_image", "reparameterize", "is_deployed", "register_network",
-           "list_models", "model_card", "deblur_semiblind", "__version__"]
+           "list_models", "model_card", "create_model", "list_architectures", "deblur_semiblind", "__version__"]
 
 
 def __getattr__(name: str):

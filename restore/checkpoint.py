@@ -32,13 +32,18 @@ from restore.models.allowlist import is_trusted_target, trusted_targets
 from restore.models.reparam import reparameterize
 from restore.weights_io import config_with_deploy, deploy_flag, max_weights_bytes, open_weights, save_weights
 
-__all__ = ["load_model", "export_model", "read_checkpoint", "build_net", "check_net_config",
+__all__ = ["load_model", "export_model", "read_checkpoint", "build_net", "check_net_config", "describe_state_mismatch",
            "UnsafeCheckpointError", "NonFiniteWeightsError", "MissingNetConfigError"]
 
 log = logging.getLogger(__name__)
 
 # Hydra's special keys a stored config may use; `_recursive_`, `_convert_` and anything else are refused.
 _SPECIAL_KEYS = ("_target_", "_partial_", "_args_")
+
+#: Deepest nesting of mappings and lists a stored network config may have (the toolkit's nest 1 deep):
+#: deeper ones are refused before anything recurses into them (copying or building one would hit
+#: Python's recursion limit).
+MAX_CONFIG_DEPTH = 32
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", ema: bool = True,
@@ -76,10 +81,27 @@ def check_net_config(config: Any, source: str | Path = "the stored config") -> N
                                     f"got {type(config).__name__}")
     if config.get("_partial_") is True:
         raise _refuse(str(source), "net_config._partial_", "the network itself cannot be a partial")
-    try:
-        _check_node(config, "net_config", str(source))
-    except RecursionError:
-        raise UnsafeCheckpointError(f"{source}: the stored network config is nested too deeply") from None
+    depth = _nesting_depth(config, MAX_CONFIG_DEPTH)
+    if depth > MAX_CONFIG_DEPTH:
+        raise UnsafeCheckpointError(f"{source}: the stored network config is nested more than {MAX_CONFIG_DEPTH} "
+                                    "levels deep (the toolkit's nest 1 level): a damaged or hostile file, refused")
+    _check_node(config, "net_config", str(source))
+
+
+def _nesting_depth(node: Any, limit: int) -> int:
+    """Depth of nested mappings and lists in ``node`` (a leaf is 0), counted without recursion and
+    stopping once past ``limit``."""
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, (list, tuple)) else ()
+        for child in children:
+            if isinstance(child, (Mapping, list, tuple)):
+                if depth + 1 > limit:
+                    return depth + 1
+                deepest = max(deepest, depth + 1)
+                stack.append((child, depth + 1))
+    return deepest
 
 
 def _refuse(source: str, where: str, why: str) -> UnsafeCheckpointError:
@@ -183,13 +205,9 @@ def load_model(path: str | Path, net: nn.Module | None = None, map_location: Any
                     config = None
             expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         declared = f.layout
-        missing = [k for k in expected if k not in declared]
-        unexpected = [k for k in declared if k not in expected]
-        mismatched = [f"{k} {declared[k]}→{expected[k]}" for k in expected
-                      if k in declared and declared[k] != expected[k]]
-        if missing or unexpected or mismatched:
-            msg = f"Loading {path}: " + "; ".join(f"{what} {_head(keys)}" for what, keys in (
-                ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys)
+        mismatch = describe_state_mismatch(expected, declared)
+        if mismatch is not None:
+            msg = f"Loading {path}: {mismatch}"
             if strict:
                 raise RuntimeError(msg + " (strict=True; pass strict=False to load only the matching ones)")
             log.warning(msg)
@@ -255,6 +273,22 @@ def _check_finite(state: dict, path: str | Path) -> None:
                 kind = "NaN" if torch.isnan(tensor).any() else "Inf"
                 raise NonFiniteWeightsError(f"{path}: weight {name!r} {tuple(tensor.shape)} holds {kind} values "
                                             "(a diverged run or a corrupted file)")
+
+
+def describe_state_mismatch(own: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
+    """How the state dict ``state`` (a file's) differs from ``own`` (the network's), in one line: its missing
+    keys, unexpected keys and shape mismatches (file → network), the first few of each; None when it fits.
+    Values are tensors or shapes (a file's declared layout)."""
+    def shape(v: Any) -> tuple[int, ...]:
+        return tuple(v.shape) if hasattr(v, "shape") else tuple(v)
+
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {shape(state[k])}→{shape(own[k])}" for k in own
+                  if k in state and shape(state[k]) != shape(own[k])]
+    parts = [f"{what} {_head(keys)}" for what, keys in (
+        ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
+    return "; ".join(parts) if parts else None
 
 
 def _head(keys: list[str], n: int = 8) -> str:

@@ -9,19 +9,25 @@
 format; JPEG and WebP inputs are written as PNG (re-encoding a restored image lossily would add new
 artefacts). Gray stays gray, 16-bit gray PNG/TIFF stays 16-bit (Pillow reads 16-bit colour PNGs at
 8 bits: those come out 8-bit, with a warning). It never writes over an input file and refuses to
-replace existing outputs unless ``--overwrite``. A file that cannot be read (or whose result is not
-finite) is skipped with a warning naming it; the others are still processed, and the exit status
-is then 1.
+replace existing outputs unless ``--overwrite``. A file that cannot be read (also a broken or
+looping symbolic link), whose result is not finite, or that runs out of memory (the warning names
+``--tile``) is skipped with a warning naming it; the others are still processed, and the exit status
+is then 1. A full disk stops the run, naming the folder. Every output is written whole or not at
+all (a temporary file renamed over it): a run stopped by Ctrl-C or SIGTERM leaves no partial file.
 
-Exit status: 0 all done, 1 some files skipped, 2 bad arguments, model or paths (nothing written).
+Every failure is one line naming the culprit and the fix. Exit status: 0 all done; 1 some inputs
+not restored (each named); 2 bad arguments, model or paths, or an export that failed (nothing written).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import signal
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 __all__ = ["main", "build_parser", "output_name", "EXIT_OK", "EXIT_SKIPPED", "EXIT_USAGE"]
 
@@ -54,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Outputs keep the input's file name. PNG, TIFF and BMP keep their format; JPEG and WebP\n"
                "are written as PNG (lossless). Gray stays gray, 16-bit gray stays 16-bit; alpha is dropped.\n"
                "An input file is never overwritten; existing outputs are refused unless --overwrite.\n"
-               "Unreadable files are skipped with a warning naming them, the others are restored, and the\n"
-               "exit status is 1. Bad arguments, model or paths: exit status 2, nothing written.\n\n"
+               "Unreadable files (and broken symbolic links) are skipped with a warning naming them, as are\n"
+               "files that run out of memory (try --tile); the others are restored, and the exit status is 1.\n"
+               "Bad arguments, model or paths: exit status 2, nothing written.\n\n"
                "Example:\n  restore run --model best.ckpt noisy/ restored/ --tile 512 --device cuda",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_argument(run)
@@ -63,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(.png .jpg .jpeg .bmp .tif .tiff .webp)")
     run.add_argument("output_dir", type=Path, help="folder for the restored images (created if needed)")
     run.add_argument("--tile", type=int, default=None, metavar="N",
-                     help="restore in N×N tiles to bound memory on large images (default: whole image)")
+                     help="restore in N×N tiles to bound memory on large images, N ≥ the network's size multiple "
+                          "(default: whole image)")
     run.add_argument("--tile-overlap", type=int, default=32, metavar="N",
                      help="overlap between tiles, blended linearly (default: 32; must be < --tile)")
     run.add_argument("--ensemble", action="store_true",
@@ -82,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("output", type=Path, help="file to write: .onnx, or .pt for TorchScript")
     export.add_argument("--format", choices=("onnx", "torchscript"), default=None,
                         help="default: from OUTPUT's suffix (.onnx → onnx; .pt .pth .ts → torchscript)")
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: 17)")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset version, 7 to 20 (default: 17)")
     export.add_argument("--device", default="cpu", help="device the network is traced on (default: cpu)")
     export.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     return parser
@@ -102,10 +110,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console(stderr=True, highlight=False)
     try:
-        return _run(args, console) if args.command == "run" else _export(args, console)
+        with _sigterm_as_exit():
+            return _run(args, console) if args.command == "run" else _export(args, console)
     except UsageError as err:  # messages hold paths and ranges like [0, 1]: escaped, not read as markup
         console.print(f"[bold red]restore {args.command}: error:[/] {escape(str(err))}", soft_wrap=True)
         return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``) raises ``SystemExit(143)`` instead of ending the process on the spot, so a file
+    being written is cleaned up (:func:`restore.utils.files.atomic_write`) as on Ctrl-C."""
+
+    def exit_now(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, exit_now)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -114,23 +142,44 @@ def output_name(path: Path) -> str:
     return path.name if path.suffix.lower() in _KEPT_SUFFIXES else path.stem + ".png"
 
 
-def _list_inputs(path: Path) -> list[Path]:
+def _list_inputs(path: Path) -> tuple[list[Path], dict[Path, str]]:
+    """→ (image files to restore, {image-named symbolic link that leads nowhere: why}) of a folder or a file."""
     from restore.utils.image import IMAGE_EXTENSIONS
 
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        named = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = [p for p in named if p.is_file()]
+        broken = {p: _broken_link(p) for p in named if p.is_symlink() and not p.exists()}
         if not files:
-            raise UsageError(f"no image files ({' '.join(IMAGE_EXTENSIONS)}) in {path}")
-        return files
+            links = f" (only broken symbolic links: {', '.join(f'{p.name} {why}' for p, why in broken.items())})"
+            raise UsageError(f"no image files ({' '.join(IMAGE_EXTENSIONS)}) in {path}" + (links if broken else ""))
+        return files, broken
     if path.is_file():
-        return [path]  # an explicitly named file is tried whatever its suffix
+        return [path], {}  # an explicitly named file is tried whatever its suffix
+    if path.is_symlink():
+        raise UsageError(f"input {path} is a broken symbolic link: {_broken_link(path)}")
     raise UsageError(f"input not found: {path}")
 
 
+def _broken_link(path: Path) -> str:
+    """Why the symbolic link ``path`` leads to no file: a loop, or a target that does not exist."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+    return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+
+
 def _plan_outputs(inputs: list[Path], out_dir: Path, overwrite: bool) -> list[tuple[Path, Path]]:
-    """→ (input, output) pairs; refuses collisions, writing over an input, and existing outputs."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output folder {out_dir} exists and is not a folder")
+    """→ (input, output) pairs; refuses an unusable folder, collisions, writing over an input, and existing
+    outputs."""
+    from restore.utils.files import WriteError, check_output_folder
+
+    try:
+        check_output_folder(out_dir)
+    except WriteError as err:
+        raise UsageError(f"output folder {out_dir}: {err}") from None
     pairs = [(p, out_dir / output_name(p)) for p in inputs]
     by_output: dict[Path, list[Path]] = {}
     for src, dst in pairs:
@@ -179,27 +228,30 @@ def _load(spec: str, device, deploy: bool):
 
 
 def _run(args: argparse.Namespace, console) -> int:
-    if args.tile is not None and args.tile < 1:
-        raise UsageError(f"--tile must be a positive size, got {args.tile}")
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        raise UsageError(f"--tile-overlap must be in [0, --tile), got {args.tile_overlap} with --tile {args.tile}")
-    pairs = _plan_outputs(_list_inputs(args.input), args.output_dir, args.overwrite)
+    files, broken = _list_inputs(args.input)
+    pairs = _plan_outputs(files, args.output_dir, args.overwrite)
     device = _pick_device(args.device)
     net = _load(args.model, device, args.deploy)
 
-    import torch
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from restore.inference import NonFiniteOutputError, restore_image
+    from restore.inference import NonFiniteOutputError, check_tile, restore_image
+    from restore.utils.files import NoSpaceError
 
+    try:
+        check_tile(net, args.tile, args.tile_overlap)
+    except ValueError as err:
+        raise UsageError(f"--tile {args.tile} --tile-overlap {args.tile_overlap}: {err}") from None
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    skipped: list[Path] = []
+    skipped = list(broken)
+    for link, why in broken.items():
+        console.print(f"[yellow]Warning:[/] skipped {escape(str(link))}: it {why}", soft_wrap=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[name]}"))
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("Restoring", total=len(pairs), name="")
-        for src, dst in pairs:
+        for i, (src, dst) in enumerate(pairs):
             progress.update(task, name=src.name)
             if _is_16bit_colour_png(src):
                 progress.console.print(f"[yellow]Warning:[/] {escape(str(src))}: 16-bit colour PNG, read at 8 bits "
@@ -208,15 +260,25 @@ def _run(args: argparse.Namespace, console) -> int:
                 image = restore_image(net, src, tile=args.tile, tile_overlap=args.tile_overlap,
                                       ensemble=args.ensemble, device=device)
                 _save(image, dst)
-            except (OSError, ValueError, TypeError, NonFiniteOutputError, torch.cuda.OutOfMemoryError) as err:
+            except NoSpaceError as err:  # every later file would fail the same way
+                progress.console.print(f"[bold red]Error:[/] {escape(str(err))}; stopped before "
+                                       f"{len(pairs) - i} file(s)", soft_wrap=True)
+                skipped += [s for s, _ in pairs[i:]]
+                break
+            except Exception as err:
                 # OSError/ValueError/TypeError: unreadable, truncated or unsupported image (named in the message)
-                hint = " (try --tile 512)" if isinstance(err, torch.cuda.OutOfMemoryError) else ""
-                progress.console.print(f"[yellow]Warning:[/] skipped {escape(str(src))}: {escape(str(err))}{hint}",
-                                       soft_wrap=True)
+                out_of_memory = _out_of_memory(err)
+                if not (out_of_memory or isinstance(err, (OSError, ValueError, TypeError, NonFiniteOutputError))):
+                    raise
+                hint = f" (out of memory: restore it alone with --tile {_smaller_tile(args.tile, net)})" \
+                    if out_of_memory else ""
+                progress.console.print(f"[yellow]Warning:[/] skipped {escape(str(src))}: {escape(_one_line(err))}"
+                                       f"{hint}", soft_wrap=True)
                 skipped.append(src)
             progress.advance(task)
-    done = len(pairs) - len(skipped)
-    console.print(f"Restored {done} of {len(pairs)} image(s) into {escape(str(args.output_dir))}", soft_wrap=True)
+    done = len(pairs) - len(skipped) + len(broken)
+    console.print(f"Restored {done} of {len(pairs) + len(broken)} image(s) into {escape(str(args.output_dir))}",
+                  soft_wrap=True)
     if skipped:
         names = escape(", ".join(str(p) for p in skipped))
         console.print(f"[bold yellow]{len(skipped)} file(s) skipped:[/] {names}", soft_wrap=True)
@@ -224,16 +286,35 @@ def _run(args: argparse.Namespace, console) -> int:
     return EXIT_OK
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """CUDA's ``torch.OutOfMemoryError``, Python's ``MemoryError``, or the CPU allocator's ``RuntimeError``."""
+    import torch
+
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and "DefaultCPUAllocator" in str(err))
+
+
+def _smaller_tile(tile: int | None, net) -> str:
+    """The ``--tile`` to retry an image that ran out of memory with: 512, or half the tile that failed."""
+    if tile is None:
+        return "512"
+    return f"{max(int(getattr(net, 'size_multiple', 1)), tile // 2)} or smaller"
+
+
+def _one_line(err: BaseException) -> str:
+    """The first line of an error's message (torch's allocator errors carry a C++ backtrace after it)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _save(image, path: Path) -> None:
-    """Write a PIL image whole or not at all: into a temporary file beside ``path``, then renamed."""
+    """Write a PIL image whole or not at all (:func:`restore.utils.files.atomic_write`)."""
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        image.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from restore.utils.files import atomic_write
+
+    with atomic_write(path) as f:
+        image.save(f, format=Image.registered_extensions()[path.suffix.lower()])
 
 
 def _is_16bit_colour_png(path: Path) -> bool:
@@ -258,23 +339,37 @@ def _export(args: argparse.Namespace, console) -> int:
         else:
             raise UsageError(f"cannot tell the format from {args.output.name!r}: name it .onnx or .pt, or pass "
                              "--format onnx|torchscript")
+    from restore.export import (
+        DEFAULT_OPSET,
+        ExportMismatchError,
+        UnsupportedExportError,
+        check_export_path,
+        check_opset,
+        export_onnx,
+        export_torchscript,
+    )
+    from restore.utils.files import WriteError
+
     if args.opset is not None and fmt != "onnx":
         raise UsageError("--opset applies to ONNX exports only")
+    try:  # before the model is loaded: these fail fast
+        check_opset(args.opset or DEFAULT_OPSET)
+        check_export_path(args.output)
+    except (UnsupportedExportError, WriteError) as err:
+        raise UsageError(str(err)) from None
     if args.output.exists() and not args.overwrite:
         raise UsageError(f"{args.output} already exists: pass --overwrite to replace it")
     net = _load(args.model, _pick_device(args.device), deploy=False)
 
     from rich.markup import escape
 
-    from restore.export import DEFAULT_OPSET, export_onnx, export_torchscript
-
-    if fmt == "onnx":
-        try:
+    try:
+        if fmt == "onnx":
             path = export_onnx(net, args.output, opset=args.opset or DEFAULT_OPSET)
-        except ImportError as err:
-            raise UsageError(str(err)) from None
-    else:
-        path = export_torchscript(net, args.output)
+        else:
+            path = export_torchscript(net, args.output)
+    except (ImportError, UnsupportedExportError, ExportMismatchError, WriteError) as err:
+        raise UsageError(str(err)) from None
     console.print(f"Wrote {escape(str(path))} ({fmt}, deploy form, dynamic batch/height/width; input 'input' (B, "
                   f"{getattr(net, 'in_channels', 'C')}, H, W) float32 in [0, 1])", soft_wrap=True)
     return EXIT_OK

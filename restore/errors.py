@@ -61,7 +61,7 @@ class NonFiniteOutputError(FloatingPointError, RuntimeError):
 
 # -- configs ----------------------------------------------------------------------------------------
 class ConfigError(RuntimeError):
-    """A config node could not be built; the message names the config file to fix."""
+    """A config node could not be built, or does not fit the rest of the run; the message names the config to fix."""
 
 
 # -- training ---------------------------------------------------------------------------------------

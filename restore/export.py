@@ -9,30 +9,44 @@ padding of an exported graph needs that floor; smaller images go through :func:`
 
 ONNX uses PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)`` with
 ``dynamic_axes``): it needs the ``onnx`` package (``pip install restore[export]``), not onnxruntime
-or onnxscript. Every export is checked against
-the PyTorch module on an input of another size (not a multiple of ``size_multiple``): TorchScript
-always, ONNX when onnxruntime is installed.
+or onnxscript. That exporter has no FFT operators: a network calling ``torch.fft`` (DeepRFT's
+Fourier kernel estimator, Res-FFT blocks) is refused before tracing, pointing to TorchScript.
+Every export is checked against the PyTorch module on an input of another size (not a multiple of
+``size_multiple``): TorchScript always, ONNX when onnxruntime is installed.
+
+The file is written only once the export and its check succeeded, whole or not at all
+(:func:`restore.utils.files.atomic_write`); a path that cannot be written is a
+:class:`~restore.utils.files.WriteError` naming it, before anything is traced.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import importlib.util
+import io
 import logging
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
+from restore.inference import input_channels
 from restore.models.reparam import reparameterize
+from restore.utils.files import WriteError, atomic_write, check_output_folder
 
-__all__ = ["export_onnx", "export_torchscript", "ExportMismatchError", "DEFAULT_OPSET"]
+__all__ = ["export_onnx", "export_torchscript", "check_export_path", "check_opset", "ExportMismatchError",
+           "UnsupportedExportError", "DEFAULT_OPSET", "ONNX_OPSETS"]
 
 log = logging.getLogger(__name__)
 
-#: ONNX opset by default (onnxruntime ≥ 1.12 runs it; PyTorch's TorchScript exporter supports 7–20).
+#: ONNX opset by default (onnxruntime ≥ 1.12 runs it).
 DEFAULT_OPSET = 17
+
+#: Opsets PyTorch's TorchScript-based ONNX exporter writes (``torch.onnx._constants``: 7 to 20).
+ONNX_OPSETS = range(7, 21)
 
 #: Largest |exported − PyTorch| accepted by the export check, on images in [0, 1].
 CHECK_TOLERANCE = 1e-4
@@ -42,6 +56,10 @@ _DYNAMIC_AXES = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "
 
 class ExportMismatchError(RuntimeError):
     """The exported graph's output differs from the PyTorch module's (it baked in a shape or a branch)."""
+
+
+class UnsupportedExportError(ValueError):
+    """The network or an option cannot be exported to this format (the message says which format can)."""
 
 
 def export_onnx(net: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET, example_size: int | None = None,
@@ -58,16 +76,27 @@ def export_onnx(net: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET, ex
             is installed (raises :class:`ExportMismatchError` beyond ``CHECK_TOLERANCE``).
 
     Graph: input ``"input"`` (B, C, H, W) float32 in [0, 1] → output ``"output"`` (B, C', H, W).
+
+    Raises:
+        UnsupportedExportError: ``opset`` outside :data:`ONNX_OPSETS`, or a network that calls ``torch.fft``
+            (export it with :func:`export_torchscript`).
+        WriteError: ``path`` cannot be written (named; a full disk names its folder).
     """
     if importlib.util.find_spec("onnx") is None:
         raise ImportError("export_onnx needs the onnx package: pip install onnx (or restore[export])")
+    check_opset(opset)
+    path = check_export_path(path)
     deploy, example = _deploy_copy(net, example_size)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fft = _fft_functions(deploy, example)
+    if fft:
+        raise UnsupportedExportError(f"{type(net).__name__} calls {', '.join(fft)} (torch.fft), which PyTorch's ONNX "
+                                     f"exporter cannot write: export it to TorchScript instead ({path.stem}.pt, "
+                                     "restore.export.export_torchscript)")
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*torch.jit.trace.*is deprecated.*")
-        torch.onnx.export(deploy, (example,), str(path), dynamo=False, opset_version=opset,
+        torch.onnx.export(deploy, (example,), buffer, dynamo=False, opset_version=opset,
                           input_names=["input"], output_names=["output"], dynamic_axes=_DYNAMIC_AXES)
     if check:
         try:
@@ -75,10 +104,10 @@ def export_onnx(net: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET, ex
         except ImportError:
             log.info("onnxruntime is not installed: %s was not checked against the PyTorch module", path)
         else:
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
             _check(deploy, lambda x: torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0]),
                    example, path)
-    return path
+    return _write(buffer, path)
 
 
 def export_torchscript(net: nn.Module, path: str | Path, example_size: int | None = None,
@@ -91,18 +120,70 @@ def export_torchscript(net: nn.Module, path: str | Path, example_size: int | Non
         example_size: side of the square example input traced; default ``max(64, 2·size_multiple)``.
         check: compare the traced module with the eager one on a second size (raises
             :class:`ExportMismatchError` beyond ``CHECK_TOLERANCE``).
+
+    Raises:
+        WriteError: ``path`` cannot be written (named; a full disk names its folder).
     """
+    path = check_export_path(path)
     deploy, example = _deploy_copy(net, example_size)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", message=".*torch.jit.trace.*is deprecated.*")
         traced = torch.jit.trace(deploy, example, check_trace=False)
         warnings.filterwarnings("ignore", message=".*torch.jit.save.*is deprecated.*")
-        torch.jit.save(traced, str(path))
+        # into memory, then written by Python: torch's own file writer aborts the process on a full disk
+        torch.jit.save(traced, buffer)
     if check:
         _check(deploy, traced, example, path)
+    return _write(buffer, path)
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an ONNX opset outside :data:`ONNX_OPSETS` (:class:`UnsupportedExportError`), before any tracing."""
+    if opset not in ONNX_OPSETS:
+        raise UnsupportedExportError(f"opset {opset}: PyTorch's TorchScript-based ONNX exporter writes opsets "
+                                     f"{ONNX_OPSETS.start} to {ONNX_OPSETS.stop - 1}; leave it at the default "
+                                     f"{DEFAULT_OPSET} unless your runtime needs another")
+
+
+def check_export_path(path: str | Path) -> Path:
+    """``path`` as a Path; refused (:class:`WriteError`) when it is a folder, or its folder cannot hold it (a
+    part of it is a file, a symbolic link loop…), before any tracing."""
+    path = Path(path)
+    if path.is_dir():
+        example = path / f"net{path.suffix or '.onnx'}"
+        raise WriteError(errno.EISDIR, f"{path} is a folder: give the file to write, e.g. {example}", str(path))
+    check_output_folder(path.parent)
     return path
+
+
+def _write(buffer: io.BytesIO, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        f.write(buffer.getbuffer())
+    return path
+
+
+class _FunctionRecorder(TorchFunctionMode):
+    """Names of the ``torch.*`` functions called inside the mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, str] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls.setdefault(getattr(func, "__name__", ""), getattr(func, "__module__", "") or "")
+        return func(*args, **(kwargs or {}))
+
+
+@torch.no_grad()
+def _fft_functions(net: nn.Module, example: torch.Tensor) -> list[str]:
+    """The ``torch.fft`` functions one forward pass of ``net`` calls (the ONNX exporter has none of them;
+    checked first, as its failure prints the whole traced graph)."""
+    with _FunctionRecorder() as recorder:
+        net(example)
+    return sorted(f"torch.fft.{name.removeprefix('fft_')}" for name, module in recorder.calls.items()
+                  if module == "torch._C._fft")
 
 
 def _deploy_copy(net: nn.Module, example_size: int | None) -> tuple[nn.Module, torch.Tensor]:
@@ -112,13 +193,10 @@ def _deploy_copy(net: nn.Module, example_size: int | None) -> tuple[nn.Module, t
         deploy.__dict__.pop(attr, None)
     param = next(deploy.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    channels = getattr(deploy, "in_channels", None)
+    channels = input_channels(deploy)
     if channels is None:
-        first = next((m for m in deploy.modules() if isinstance(m, nn.Conv2d)), None)
-        if first is None:
-            raise ValueError(f"cannot tell how many input channels {type(net).__name__} takes: give it an "
-                             "`in_channels` attribute")
-        channels = first.in_channels
+        raise ValueError(f"cannot tell how many input channels {type(net).__name__} takes: give it an "
+                         "`in_channels` attribute")
     multiple = int(getattr(deploy, "size_multiple", 1))
     size = example_size or max(64, 2 * multiple)
     if size < multiple:

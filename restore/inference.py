@@ -6,6 +6,7 @@ test scripts); no library we depend on offers it for arbitrary networks.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from restore.errors import NonFiniteOutputError
 from restore.models.unet import pad_to_multiple
 from restore.utils.image import from_tensor, to_tensor
 
-__all__ = ["restore_image", "restore_tensor", "NonFiniteOutputError"]
+__all__ = ["restore_image", "restore_tensor", "check_tile", "input_channels", "NonFiniteOutputError"]
 
 
 def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_overlap: int = 32,
@@ -30,8 +31,8 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
             (0–255 floats are refused: divide by 255); other dtypes (bool, signed or wider
             integers) are refused (see :mod:`restore.utils.image`). Gray images go through an RGB
             network as three equal channels; RGB images through a gray network channel by channel.
-        tile: restore in ``tile``×``tile`` tiles (memory stays bounded for large images); None
-            restores the whole image at once.
+        tile: restore in ``tile``×``tile`` tiles (memory stays bounded for large images), at least
+            the network's ``size_multiple``; None restores the whole image at once.
         tile_overlap: overlap between neighbouring tiles, blended linearly.
         ensemble: average the 8 flips/rotations (×8 self-ensemble; 8× slower).
         device: where to run; defaults to the model's device.
@@ -42,7 +43,8 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
 
     Raises:
         TypeError / ValueError: an unsupported dtype, values outside the dtype's range, NaN/Inf
-            or an empty image (named with its shape), before the network runs.
+            or an empty image (named with its shape), or a ``tile`` / ``tile_overlap`` out of
+            range (:func:`check_tile`), before the network runs.
         NonFiniteOutputError: the network's output holds NaN or Inf.
     """
     x, kind = to_tensor(image)
@@ -57,10 +59,11 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, t
 
     Raises:
         ValueError: ``x`` is not 4-D, is empty (a zero batch, channel count, height or width) or
-            holds NaN/Inf.
+            holds NaN/Inf; ``tile`` / ``tile_overlap`` out of range (:func:`check_tile`).
         NonFiniteOutputError: the network's output holds NaN or Inf (the model's file is named
             when it came from :func:`restore.load_model`).
     """
+    check_tile(model, tile, tile_overlap)
     if x.dim() != 4:
         raise ValueError(f"expected (B, C, H, W), got shape {tuple(x.shape)}")
     if 0 in x.shape:
@@ -70,7 +73,7 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, t
     param = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (param.device if param is not None else x.device)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    model_channels = _input_channels(model)
+    model_channels = input_channels(model)
     b, c, h, w = x.shape
     inp = x.to(device=device, dtype=dtype)
     if model_channels == 3 and c == 1:
@@ -81,7 +84,7 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, t
         raise ValueError(f"the model takes {model_channels} channels, the image has {c}")
 
     def run(t: torch.Tensor) -> torch.Tensor:
-        return _run_tiled(model, t, tile, tile_overlap) if tile else _run_padded(model, t)
+        return _run_padded(model, t) if tile is None else _run_tiled(model, t, tile, tile_overlap)
 
     out = _self_ensemble(run, inp) if ensemble else run(inp)
     if not torch.isfinite(out).all():
@@ -96,7 +99,29 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, t
     return out.clamp(0, 1).to(device=x.device, dtype=torch.float32)
 
 
-def _input_channels(model: nn.Module) -> int | None:
+def check_tile(model: nn.Module, tile: int | None, tile_overlap: int = 32) -> None:
+    """Refuse a tiling that cannot run as asked: ``tile`` must be None (whole image) or an integer
+    ≥ the network's ``size_multiple`` (0 does not mean "no tiling"), ``tile_overlap`` in [0, ``tile``).
+
+    Raises:
+        ValueError / TypeError: naming the value, the network's multiple and the fix.
+    """
+    if tile is None:
+        return
+    multiple = int(getattr(model, "size_multiple", 1))
+    if isinstance(tile, bool) or not isinstance(tile, numbers.Integral):
+        raise TypeError(f"tile size must be an integer (pixels) or None, got {tile!r}")
+    if tile < max(multiple, 1):
+        raise ValueError(f"tile size {tile!r} is below {type(model).__name__}'s size multiple ({multiple}): use "
+                         f"at least {max(multiple, 1)} (e.g. 512), or no tiling (None) to restore the whole image")
+    overlap = tile_overlap
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral) or not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap {overlap!r} must be in [0, {tile}) for tile size {tile}, e.g. "
+                         f"{min(32, tile // 4)}")
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """Channels ``model`` takes: its ``in_channels``, else its first ``Conv2d``'s; None when it has neither."""
     channels = getattr(model, "in_channels", None)
     if channels is None:
         first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
@@ -111,8 +136,6 @@ def _run_padded(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _run_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     """Overlapping tiles, each weighted by a ramp that falls linearly over the overlap."""
-    if overlap < 0 or overlap >= tile:
-        raise ValueError(f"tile_overlap must be in [0, tile), got {overlap} with tile={tile}")
     b, c, h, w = x.shape
     th, tw = min(tile, h), min(tile, w)
     out = torch.zeros_like(x)

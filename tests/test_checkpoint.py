@@ -20,7 +20,7 @@ from restore.checkpoint import (
     check_net_config,
 )
 from restore.models import allowlist
-from restore.models.summary import compose_net_config
+from restore.models.factory import compose_net_config
 from restore.weights_io import save_weights
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import subprocess
@@ -182,3 +183,164 @@ def test_console_script_and_python_m_restore(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for option in ("--model", "--tile", "--tile-overlap", "--ensemble", "--device", "--deploy", "--overwrite"):
         assert option in proc.stdout
+
+
+# ------------------------------------------------- one clear line for every failure (exit 2: usage, nothing written)
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def fft_model_file(tmp_path) -> Path:
+    torch.manual_seed(0)
+    net = restore.create_model("deeprft_tiny", width=8)
+    return restore.export_model(net, tmp_path / "deeprft.safetensors")
+
+
+def test_export_to_a_folder_says_it_is_one(model_file, tmp_path, capsys):
+    (tmp_path / "net.pt").mkdir()
+    for extra in ([], ["--overwrite"]):  # not "already exists: pass --overwrite", which then failed raw
+        assert main(["export", "--model", str(model_file), str(tmp_path / "net.pt"), *extra]) == EXIT_USAGE
+        assert f"net.pt is a folder: give the file to write, e.g. {tmp_path / 'net.pt' / 'net.pt'}" in last_line(
+            capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("where, message", [
+    ("file", "notes is a file, not a folder"),
+    ("loop", "loop is a symbolic link loop"),
+    ("dangling", "dangling is a symbolic link to"),
+])
+@pytest.mark.parametrize("command", ["export", "run"])
+def test_output_under_a_file_or_a_broken_link_is_named(command, where, message, model_file, images, tmp_path, capsys):
+    (tmp_path / "notes").write_text("a file")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    folder = tmp_path / {"file": "notes", "loop": "loop", "dangling": "dangling"}[where] / "sub"
+    args = (["export", "--model", str(model_file), str(folder / "net.pt")] if command == "export"
+            else ["run", "--model", str(model_file), str(images), str(folder)])
+    assert main(args) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in last_line(err) and len(err.strip().splitlines()) == 1
+
+
+def test_export_into_proc_is_one_line(model_file, capsys):
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    assert main(["export", "--model", str(model_file), "/proc/net.pt"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "/proc" in last_line(err) and "choose another" in last_line(err) and len(err.strip().splitlines()) == 1
+
+
+def test_export_opset_out_of_range(model_file, tmp_path, capsys):
+    assert main(["export", "--model", str(model_file), str(tmp_path / "net.onnx"), "--opset", "99"]) == EXIT_USAGE
+    assert "opset 99: PyTorch's TorchScript-based ONNX exporter writes opsets 7 to 20" in last_line(
+        capsys.readouterr().err)
+    assert not (tmp_path / "net.onnx").exists()
+
+
+def test_export_fft_model_to_onnx_says_to_use_pt(fft_model_file, tmp_path, capfd):
+    pytest.importorskip("onnx")
+    assert main(["export", "--model", str(fft_model_file), str(tmp_path / "net.onnx")]) == EXIT_USAGE
+    err = capfd.readouterr().err  # the exporter's graph dump goes to the process's stderr, not sys.stderr
+    assert len(err.strip().splitlines()) == 1, err[:2000]
+    assert "torch.fft" in err and "TorchScript instead (net.pt" in err
+    assert not (tmp_path / "net.onnx").exists()
+
+
+def test_out_of_memory_skips_that_file_names_tile_and_goes_on(model_file, images, tmp_path, capsys, monkeypatch):
+    import restore.inference
+    from restore.inference import NonFiniteOutputError
+
+    (images / "[b]broken.png").unlink()
+    real = restore.inference.restore_image
+
+    def restore_image(net, src, **kwargs):
+        if Path(src).name == "photo.jpg":  # as torch's CPU allocator reports it (a RuntimeError)
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                               "memory: you tried to allocate 40000000000000 bytes. Error code 12 (Cannot allocate "
+                               "memory)\nframe #0: c10::ThrowEnforceNotMet(...)")
+        if Path(src).name == "gray.jpeg":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if Path(src).name == "gray16.png":  # skipped too, without the memory hint
+            raise NonFiniteOutputError("RestorationUNet produced NaN or Inf values")
+        return real(net, src, **kwargs)
+
+    monkeypatch.setattr(restore.inference, "restore_image", restore_image)
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(model_file), str(images), str(out), "--tile", "64"]) == EXIT_SKIPPED
+    err = capsys.readouterr().err
+    for name in ("photo.jpg", "gray.jpeg"):
+        line = next(ln for ln in err.splitlines() if f"skipped {images / name}" in ln)
+        assert "out of memory: restore it alone with --tile 32 or smaller" in line and "frame #0" not in line
+    assert f"skipped {images / 'gray16.png'}: RestorationUNet produced NaN or Inf values\n" in err
+    assert [p.name for p in out.iterdir()] == ["rgb.png"]  # the others were restored
+
+
+def test_full_disk_stops_the_run_naming_the_folder(model_file, images, tmp_path, capsys, monkeypatch):
+    (images / "[b]broken.png").unlink()
+    written = []
+
+    def save(self, fp, *args, **kwargs):
+        written.append(fp)
+        fp.write(b"\x89PNG\r\n\x1a\n partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(model_file), str(images), str(out)]) == EXIT_SKIPPED
+    err = capsys.readouterr().err
+    assert f"no space left on {out} (writing gray.png)" in err and "stopped before 4 file(s)" in err
+    assert len(written) == 1  # not tried again for every later file
+    assert not list(out.iterdir())  # no partial output, no temporary file
+
+
+def test_tile_below_the_size_multiple_is_refused(model_file, images, tmp_path, capsys):
+    assert main(["run", "--model", str(model_file), str(images), str(tmp_path / "out"), "--tile", "0"]) == EXIT_USAGE
+    assert "tile size 0 is below RestorationUNet's size multiple (8)" in last_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_broken_and_looping_symlinks_in_the_input_folder_are_named(model_file, images, tmp_path, capsys):
+    (images / "[b]broken.png").unlink()
+    (images / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (images / "loop_a.png").symlink_to(images / "loop_b.png")
+    (images / "loop_b.png").symlink_to(images / "loop_a.png")
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(model_file), str(images), str(out)]) == EXIT_SKIPPED
+    err = capsys.readouterr().err
+    assert f"skipped {images / 'gone.png'}: it is a symbolic link to {tmp_path / 'deleted.png'}, which does not" in err
+    for name in ("loop_a.png", "loop_b.png"):
+        assert f"skipped {images / name}: it is a symbolic link loop" in err
+    assert "Restored 4 of 7" in err and len(list(out.iterdir())) == 4
+
+
+KILLED_WHILE_SAVING = """
+import os, signal, sys, time
+from PIL import Image
+from restore.cli import main
+
+save = Image.Image.save
+def save_then_get_killed(self, fp, *args, **kwargs):
+    save(self, fp, *args, **kwargs)  # the image is in the temporary file, not yet renamed
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+Image.Image.save = save_then_get_killed
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_saving_leaves_no_file_behind(model_file, images, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, "run", "--model", str(model_file),
+                           str(images / "rgb.png"), str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 128 + 15, proc.stderr[-2000:]  # SIGTERM's status, as if killed
+    assert list(out.iterdir()) == []  # neither rgb.png nor a hidden temporary file
+
+
+def test_a_temporary_file_left_by_a_killed_run_is_removed_by_the_next(model_file, images, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".rgb.png.1f2e3d4c.tmp").write_bytes(b"half an image")  # SIGKILL cannot be caught: left behind
+    assert main(["run", "--model", str(model_file), str(images / "rgb.png"), str(out)]) == EXIT_OK
+    assert [p.name for p in out.iterdir()] == ["rgb.png"]

@@ -64,10 +64,16 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
     assert not (tmp_path / "eval_nan" / "metrics.json").exists()
 
 
-def test_missing_required_value_names_the_config_file(tmp_path):
+def test_missing_required_value_names_the_config_file_in_one_last_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     proc = run("train.py", "data.batch_size=???", "data.num_workers=0", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode != 0
-    assert "configs/data/denoise/embedded.yaml" in proc.stderr
+    assert proc.returncode == 1
+    *_, hint, last = proc.stderr.strip().splitlines()
+    assert last.startswith("ConfigError: Cannot build `data`: `data.batch_size` is missing, set in ")
+    assert "configs/data/denoise/embedded.yaml" in last
+    log = tmp_path / "denoise_nafnet_tiny.log"  # the run's log keeps the traceback
+    assert str(log) in hint and "HYDRA_FULL_ERROR=1" in hint
+    assert "Traceback (most recent call last)" in log.read_text()
 
 
 def advised_command(stderr: str) -> list[str]:

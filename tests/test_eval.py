@@ -11,7 +11,9 @@ import torch
 from hydra.utils import instantiate
 from safetensors.torch import save_file
 
+import restore
 from restore.checkpoint import NonFiniteWeightsError, UnsafeCheckpointError
+from restore.utils.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +68,28 @@ def test_file_without_config_falls_back_to_the_configured_net(compose, evaluate,
     torch.save({"params": instantiate(cfg.model.net).state_dict()}, path)  # BasicSR-style bare weights
     metrics = evaluate(compose("eval", [f"ckpt_path={path}", *EVAL]))
     assert any("psnr" in k for k in metrics)
+
+
+def test_gray_network_on_rgb_data_names_both_and_the_fix(compose, evaluate, tmp_path):
+    net = restore.create_model("nafnet_tiny", in_channels=1, width=8)
+    path = restore.export_model(net, tmp_path / "gray.safetensors")
+    cfg = compose("eval", [f"ckpt_path={path}", *EVAL])  # data=denoise/embedded: RGB
+    with pytest.raises(ConfigError) as err:
+        evaluate(cfg)
+    message = str(err.value)
+    assert f"the network in {path} takes 1-channel (gray) images" in message
+    assert "gives 3-channel (RGB) ones" in message and "data/denoise/embedded.yaml (data=denoise/embedded)" in message
+    assert "data=denoise/bsd68" in message
+
+
+def test_a_900_deep_stored_config_is_refused_with_its_depth(compose, evaluate, tmp_path):
+    config = node = {"_target_": "restore.models.unet.RestorationUNet"}
+    for _ in range(900):
+        node["block"] = {"width": 8}
+        node = node["block"]
+    path = tmp_path / "deep.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"net_config": json.dumps(config)})
+    cfg = compose("eval", [f"ckpt_path={path}", *EVAL])
+    with pytest.raises(UnsafeCheckpointError, match="deep.safetensors: the stored network config is nested more than "
+                                                    "32 levels deep"):
+        evaluate(cfg)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
-from restore.export import ExportMismatchError, export_onnx, export_torchscript
-from restore.models.summary import compose_net_config
+import restore
+from restore.export import ExportMismatchError, UnsupportedExportError, export_onnx, export_torchscript
+from restore.utils.files import NoSpaceError, WriteError
 
 ROOT = Path(__file__).resolve().parents[1]
 NET_CONFIGS = sorted((ROOT / "configs" / "model" / "net").glob("*.yaml"))
@@ -26,7 +28,7 @@ TOLERANCE = 1e-4
 def build(config_path: Path) -> nn.Module:
     """The config's network, seeded, with non-trivial BatchNorm statistics (so re-parameterisation matters)."""
     torch.manual_seed(0)
-    net = instantiate(compose_net_config(Path(config_path).stem))
+    net = restore.create_model(Path(config_path).stem)
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -45,11 +47,11 @@ def test_onnx_export_matches_pytorch_at_other_sizes(config_path, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     net = build(config_path)
     keys = list(net.state_dict())
-    uses_fft = "fourier" in str(compose_net_config(Path(config_path).stem)) or "ResFFT" in str(
-        compose_net_config(Path(config_path).stem))
+    uses_fft = "fourier" in str(net.net_config) or "ResFFT" in str(net.net_config)
     if uses_fft:  # torch's TorchScript-based ONNX exporter has no rfft2/irfft2 (TorchScript export works)
-        with pytest.raises(torch.onnx.errors.UnsupportedOperatorError, match="fft"):
+        with pytest.raises(UnsupportedExportError, match=r"torch\.fft\.rfft2.*TorchScript instead \(net\.pt"):
             export_onnx(net, tmp_path / "net.onnx", check=False)
+        assert not list(tmp_path.iterdir())
         return
     path = export_onnx(net, tmp_path / "net.onnx", check=False)  # checked here, independently
     assert list(net.state_dict()) == keys, "export_onnx changed the caller's network"
@@ -107,3 +109,44 @@ def test_export_refuses_an_example_smaller_than_the_size_multiple(tmp_path):
     net = build(ROOT / "configs" / "model" / "net" / "nafnet_tiny.yaml")
     with pytest.raises(ValueError, match="size_multiple 8"):
         export_torchscript(net, tmp_path / "net.pt", example_size=4)
+
+
+def test_fft_network_to_onnx_is_refused_before_tracing(tmp_path, capfd):
+    """The exporter's own failure prints the whole traced graph (1,397 lines for deeprft_tiny) to the process's
+    stderr before raising: the network's torch.fft calls are found first, and nothing else is printed."""
+    pytest.importorskip("onnx")
+    net = restore.create_model("deeprft_tiny", width=8).eval()
+    with pytest.raises(UnsupportedExportError, match=r"calls torch\.fft\.irfft2, torch\.fft\.rfft2 \(torch\.fft\)"):
+        export_onnx(net, tmp_path / "net.onnx")
+    out, err = capfd.readouterr()
+    assert "graph" not in err and len((out + err).splitlines()) < 5
+
+
+@pytest.mark.parametrize("opset", [6, 21, 99])
+def test_onnx_opset_outside_the_exporters_range_is_refused(opset, tmp_path):
+    pytest.importorskip("onnx")
+    with pytest.raises(UnsupportedExportError, match=f"opset {opset}: .* 7 to 20"):
+        export_onnx(build(ROOT / "configs" / "model" / "net" / "nafnet_tiny.yaml"), tmp_path / "net.onnx", opset=opset)
+
+
+def test_export_to_a_folder_or_under_a_file_names_it(tmp_path):
+    net = build(ROOT / "configs" / "model" / "net" / "nafnet_tiny.yaml")
+    (tmp_path / "net.pt").mkdir()
+    with pytest.raises(WriteError, match="net.pt is a folder"):
+        export_torchscript(net, tmp_path / "net.pt")
+    (tmp_path / "notes").write_text("a file")
+    with pytest.raises(WriteError, match="notes is a file, not a folder"):
+        export_torchscript(net, tmp_path / "notes" / "net.pt")
+
+
+def test_full_disk_leaves_no_file_and_names_the_folder(tmp_path, monkeypatch):
+    """A full disk can surface only when the data is flushed (delayed allocation): fsync fails."""
+    net = build(ROOT / "configs" / "model" / "net" / "nafnet_tiny.yaml")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(NoSpaceError, match=f"no space left on {tmp_path} \\(writing net.pt\\)"):
+        export_torchscript(net, tmp_path / "net.pt")
+    assert not list(tmp_path.iterdir())  # neither a truncated net.pt nor a temporary file

@@ -100,7 +100,7 @@ def test_bad_input_is_named(net):
         restore.restore_image(net, [[0.5]])
     with pytest.raises(ValueError, match="H×W or H×W×C"):
         restore.restore_image(net, np.zeros((4, 4, 5)))
-    with pytest.raises(ValueError, match="tile_overlap"):
+    with pytest.raises(ValueError, match="tile overlap 16 must be in \\[0, 16\\)"):
         restore.restore_image(net, torch.rand(3, 40, 40), tile=16, tile_overlap=16)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         restore.restore_image(net, "missing.png")
@@ -196,3 +196,16 @@ def test_non_finite_output_names_the_model_file(tmp_path):
 def test_non_finite_input_is_blamed_on_the_input(net):
     with pytest.raises(ValueError, match="image tensor contains NaN"):
         restore_tensor(net, torch.full((1, 3, 8, 8), float("nan")))
+
+
+@pytest.mark.parametrize("tile", [0, 2, -8])
+def test_tile_zero_or_below_the_size_multiple_is_refused(net, tile):
+    """tile=0 used to mean "no tiling" silently; a tile below the multiple cannot be padded consistently."""
+    assert net.size_multiple == 4
+    with pytest.raises(ValueError, match=f"tile size {tile} is below RestorationUNet's size multiple \\(4\\): use "
+                                         "at least 4 .* or no tiling \\(None\\)"):
+        restore.restore_image(net, torch.rand(3, 24, 24), tile=tile, tile_overlap=0)
+    for not_a_size in (16.0, True):
+        with pytest.raises(TypeError, match=f"an integer .* or None, got {not_a_size}"):
+            restore.restore_image(net, torch.rand(3, 24, 24), tile=not_a_size, tile_overlap=0)
+    restore.restore_image(net, torch.rand(3, 24, 24), tile=4, tile_overlap=0)  # the multiple itself runs

@@ -17,19 +17,17 @@ arguments override the net config.
 from __future__ import annotations
 
 import copy
-import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from restore.models.factory import create_model, list_architectures
 from restore.models.reparam import is_deployed, is_reparameterizable, reparameterize
 
-__all__ = ["count_params", "count_macs", "summarize", "find_configs_dir", "compose_net_config", "summarize_config",
-           "main"]
+__all__ = ["count_params", "count_macs", "summarize", "summarize_config", "main"]
 
 
 def count_params(net: nn.Module) -> int:
@@ -66,43 +64,14 @@ def summarize(net: nn.Module, input_size: Sequence[int] = (1, 3, 256, 256)) -> d
     return out
 
 
-def find_configs_dir() -> Path:
-    """The repository's ``configs/``: ``$PROJECT_ROOT/configs``, next to the package, or under the cwd."""
-    candidates = []
-    if os.environ.get("PROJECT_ROOT"):
-        candidates.append(Path(os.environ["PROJECT_ROOT"]) / "configs")
-    candidates += [Path(__file__).resolve().parents[2] / "configs", Path.cwd() / "configs"]
-    for c in candidates:
-        if (c / "model" / "net").is_dir():
-            return c
-    raise FileNotFoundError(f"no configs/model/net found in {[str(c) for c in candidates]}")
-
-
-def net_config_names(configs_dir: Path | None = None) -> list[str]:
-    """Names of every ``configs/model/net/*.yaml``."""
-    return sorted(p.stem for p in ((configs_dir or find_configs_dir()) / "model" / "net").glob("*.yaml"))
-
-
-def compose_net_config(name: str, overrides: Sequence[str] = ()) -> dict:
-    """``configs/model/net/<name>.yaml`` composed by Hydra (its defaults list applied, ``overrides`` such as
-    ``width=8``), as a plain dict: what a network config means, e.g. to build or export it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+def summarize_config(name: str, input_size: Sequence[int] = (1, 3, 256, 256), overrides: Sequence[str] = ()) -> dict:
+    """Build the architecture ``name`` (:func:`restore.create_model`, with ``key=value`` ``overrides`` such as
+    ``width=8`` or ``block.conv_impl=fft``) and :func:`summarize` it."""
     from omegaconf import OmegaConf
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(find_configs_dir() / "model" / "net"), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def summarize_config(name: str, input_size: Sequence[int] = (1, 3, 256, 256), overrides: Sequence[str] = ()) -> dict:
-    """Compose ``configs/model/net/<name>.yaml`` (with Hydra ``overrides``), build it, :func:`summarize` it."""
-    from hydra.utils import instantiate
-
+    settings = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
     with torch.device("meta"):  # build without allocating or initialising weights
-        net = instantiate(compose_net_config(name, overrides))
+        net = create_model(name, **settings)
     in_ch = getattr(net, "in_channels", input_size[1])
     return {"name": name, **summarize(net, (input_size[0], in_ch, *input_size[2:]))}
 
@@ -161,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         else:
             names.append(a)
     if all_nets:
-        names = net_config_names()
+        names = list_architectures()
     if not names:
         raise SystemExit("give model/net=<name> (a configs/model/net/*.yaml) or --all; see --help")
     rows = [summarize_config(n, input_size, overrides) for n in names]

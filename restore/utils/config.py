@@ -1,16 +1,20 @@
-"""Helpers around Hydra: instantiation whose errors name the config file, run folders, run records."""
+"""Helpers around Hydra: instantiation whose errors name the config file, run folders, run records, and
+entry-point failures reported in one line."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -18,7 +22,9 @@ from omegaconf.errors import MissingMandatoryValue
 from restore.errors import ConfigError
 
 __all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "config_source", "record_run",
-           "task_config", "unique_run_dir", "launch_run_name", "ConfigError"]
+           "task_config", "unique_run_dir", "launch_run_name", "report_failures", "ConfigError"]
+
+log = logging.getLogger(__name__)
 
 
 def launch_run_name() -> str | None:
@@ -237,3 +243,45 @@ def record_run(output_dir: str | Path, cfg: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "cmd.txt").write_text(" ".join([Path(sys.executable).name] + sys.argv) + "\n")
     (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(task_config(cfg), resolve=True))
+
+
+@contextlib.contextmanager
+def report_failures(cfg: DictConfig, on_failure: Callable[[], None] | None = None) -> Iterator[None]:
+    """End an entry point's failure with one clear last line on stderr, exit status 1.
+
+    ``train.py`` and ``eval.py`` run their task inside it. The line is the error's type and message
+    (whitespace folded into one line; a full disk named as "no space left on <folder>"); the full
+    traceback goes to the run's log file (``<run>/<task_name>.log``, named on the line before). With
+    ``HYDRA_FULL_ERROR=1``, in a sweep (``-m``: the sweeper records the failed trial) and for Ctrl-C,
+    the exception propagates as before. ``on_failure`` runs first in every case (closing loggers).
+    """
+    try:
+        yield
+    except BaseException as err:
+        if on_failure is not None:
+            on_failure()
+        runtime = _hydra_runtime()
+        multirun = runtime is not None and runtime.mode == RunMode.MULTIRUN
+        if not isinstance(err, Exception) or os.environ.get("HYDRA_FULL_ERROR") == "1" or multirun:
+            raise
+        from restore.utils.files import no_space_error
+
+        shown = no_space_error(err, OmegaConf.select(cfg, "paths.output_dir", default=None) or ".", folder=True) or err
+        log_file = _log_to_files_only(err)
+        where = f"full traceback in {log_file}, or" if log_file else "for the full traceback,"
+        text = " ".join(str(shown).split()) or "(no message)"
+        sys.stderr.write(f"Failed ({where} rerun with HYDRA_FULL_ERROR=1):\n{type(shown).__name__}: {text}\n")
+        raise SystemExit(1) from None
+
+
+def _log_to_files_only(err: BaseException) -> str | None:
+    """Log ``err`` with its traceback to the root logger's file handlers (Hydra's job log), not the console;
+    → the first such file, or None."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return None
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "Failed: %s", (type(err).__name__,),
+                            (type(err), err, err.__traceback__))
+    for handler in files:
+        handler.handle(record)
+    return files[0].baseFilename

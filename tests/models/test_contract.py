@@ -14,27 +14,21 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 
 import restore
 from restore.inference import restore_tensor
-from restore.models.summary import compose_net_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model" / "net"
 NET_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def net_config(name: str, **overrides) -> dict:
-    return compose_net_config(name, [f"{k}={v}" for k, v in overrides.items()])
-
-
 def build(name: str, seed: int = 0, **overrides) -> tuple[nn.Module, dict]:
     """The net with every parameter moved off its init (zero-init residual scales would hide branches
     from the gradient check and make folding trivially exact) and random BN statistics."""
-    config = net_config(name, **overrides)
     torch.manual_seed(seed)
-    net = instantiate(config)
+    net = restore.create_model(name, **overrides)
+    config = net.net_config
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():

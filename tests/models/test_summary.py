@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from restore.models.convnext import ConvNeXtBlock
+from restore.models.factory import list_architectures
 from restore.models.nafnet import NAFBlock
-from restore.models.summary import count_macs, main, net_config_names, summarize
+from restore.models.summary import count_macs, main, summarize
 from restore.models.unet import RestorationUNet
 from restore.models.unireplknet import UniRepLKNetBlock
 
@@ -50,8 +51,8 @@ def test_cli_one_net_and_all(capsys):
     assert rows[0]["name"] == "unireplknet_tiny" and rows[0]["input_size"] == (1, 3, 64, 64)
     assert "unireplknet_tiny" in capsys.readouterr().out
     rows = main(["--all", "input_size=32x48"])
-    assert [r["name"] for r in rows] == net_config_names()
-    assert {"unireplknet_tiny", "inceptionnext_base", "convnext_tiny"} <= set(net_config_names())
+    assert [r["name"] for r in rows] == list_architectures()
+    assert {"unireplknet_tiny", "inceptionnext_base", "convnext_tiny"} <= set(list_architectures())
     with pytest.raises(SystemExit):
         main([])
 
