@@ -20,6 +20,16 @@ Every dataset returns the sample contract the Lightning module relies on::
 ``task_names`` when it mixes datasets. ``name`` is the file stem (``<sequence>_<stem>`` where a
 layout has sub-folders, so saved images do not collide).
 
+Storage: 8-bit files are decoded to uint8 (a quarter of float32's memory) and turned into float in [0, 1]
+after cropping (the same numbers: a crop moves pixels, the division is per pixel); with ``cache`` every
+image is decoded once into one shared-memory buffer (:class:`SharedImageCache`) that every loader worker
+maps, forked or spawned. Crops and flips run on the CPU, in the loader.
+
+Deferred degradations (training): after :meth:`RestorationDataset.defer_degradations` a dataset leaves the
+batchable tail of its degradations to the device (:mod:`restore.data.deferred`): samples then carry the
+crops as stored (uint8) plus each deferred degradation's parameters, drawn from the sample's generator as
+the per-sample path draws them. Validation/test sets are never deferred.
+
 Randomness: each sample draws everything random (crop position, flip, degradation parameters and
 noise) from one ``torch.Generator``. With ``seed`` set it is seeded from (seed, index), so every
 pass over a validation set sees identical inputs, in any worker; with ``seed=None`` (training) it
@@ -39,6 +49,7 @@ What is checked when:
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,13 +62,15 @@ from kornia.color import rgb_to_grayscale
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from restore.data.degradations import AddGaussianNoise, Degradation, apply_degradations, task_name_of
+from restore.data.deferred import DeferredSample, to_unit_range
+from restore.data.degradations import AddGaussianNoise, Degradation, apply_degradations, is_batched, task_name_of
 from restore.data.layouts import ImagePair, list_images
 from restore.data.transforms import center_crop, random_crop_pair, random_flip_rot_pair
 from restore.utils.image import read_image
 
 __all__ = [
     "RestorationDataset",
+    "SharedImageCache",
     "PairedImageDataset",
     "CleanImageDataset",
     "EmbeddedImagesDataset",
@@ -82,6 +95,48 @@ def _decode_only(path: Path, channels: int) -> None:
     read_image(path, channels)
 
 
+class SharedImageCache:
+    """Decoded images, kept once for every loader worker.
+
+    uint8 images (8-bit files) live in one flat buffer in shared memory: a forked worker shares its pages, a
+    spawned one maps it (torch pickles a shared tensor as a handle) instead of copying it, and one buffer is one
+    handle however many images it holds. Other images (16-bit, float) are kept as shared float32 tensors.
+    Written here: ``torch.multiprocessing`` shares single tensors, not a list of them.
+
+    Args:
+        images: the images (C, H, W), uint8 or float; None entries stay None (clean-only data has no lq).
+    """
+
+    def __init__(self, images: Sequence[torch.Tensor | None]) -> None:
+        eight_bit = [im for im in images if im is not None and im.dtype == torch.uint8]
+        self.buffer = torch.empty(sum(im.numel() for im in eight_bit), dtype=torch.uint8).share_memory_()
+        self._entries: list[tuple[int, tuple[int, ...]] | torch.Tensor | None] = []
+        offset = 0
+        for im in images:
+            if im is None or im.dtype != torch.uint8:
+                self._entries.append(None if im is None else im.float().contiguous().share_memory_())
+                continue
+            self.buffer[offset:offset + im.numel()].copy_(im.reshape(-1))
+            self._entries.append((offset, tuple(im.shape)))
+            offset += im.numel()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        entry = self._entries[i]
+        if entry is None or isinstance(entry, torch.Tensor):
+            return entry
+        offset, shape = entry
+        return self.buffer[offset:offset + math.prod(shape)].view(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels held."""
+        return self.buffer.numel() + sum(e.numel() * e.element_size() for e in self._entries
+                                         if isinstance(e, torch.Tensor))
+
+
 # -- base --------------------------------------------------------------------------------------
 class RestorationDataset(Dataset):
     """Base class: sampling, crops, augmentation, degradations, caching and the sample contract.
@@ -100,9 +155,9 @@ class RestorationDataset(Dataset):
         seed: ``None`` draws fresh randomness (training); an int makes sample ``i`` depend only
             on (seed, i) (validation/test).
         length: samples per epoch (indices wrap over the images); ``None`` = one per image.
-        cache: decode every image once at construction and keep it in memory (small sets such
-            as BSD400 / CBSD68; float32, ≈ 12 bytes per RGB pixel). Loaded in the main process,
-            before the DataLoader forks, so workers share the memory.
+        cache: decode every image once at construction and keep it in memory (sets that fit: BSD400,
+            CBSD432, CBSD68; uint8 for 8-bit files, 3 bytes per RGB pixel), in one shared-memory buffer that
+            every loader worker maps (:class:`SharedImageCache`).
     """
 
     def __init__(
@@ -130,7 +185,8 @@ class RestorationDataset(Dataset):
         self.crop_size = crop_size
         self.seed = seed
         self.length = length
-        self._cache = [self.decode(i) for i in range(self.num_images)] if cache else None
+        self._deferred: tuple[int, int] | None = None  # (chain id, degradations run per sample)
+        self._cache = self._decode_all() if cache else None
 
     # -- to implement --
     @property
@@ -138,7 +194,8 @@ class RestorationDataset(Dataset):
         raise NotImplementedError
 
     def decode(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Image ``i`` as (lq or None for clean-only data, gt), each (C, H, W) in [0, 1]."""
+        """Image ``i`` as (lq or None for clean-only data, gt), each (C, H, W): uint8 0–255 (8-bit files) or
+        float in [0, 1]."""
         raise NotImplementedError
 
     @property
@@ -176,6 +233,41 @@ class RestorationDataset(Dataset):
                 pass
         return files
 
+    def _decode_all(self, threads: int | None = None) -> SharedImageCache:
+        """Every image, decoded in threads (PIL releases the GIL), into one :class:`SharedImageCache`."""
+        with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
+            pairs = list(pool.map(self.decode, range(self.num_images)))
+        return SharedImageCache([im for pair in pairs for im in pair])
+
+    def defer_degradations(self, chain: int) -> list[Degradation]:
+        """From now on, leave the batchable tail of :attr:`degradations` to the device (training sets only).
+
+        The longest run of :func:`restore.data.degradations.is_batched` degradations at the end of the list is
+        deferred; those before it (and any that cannot batch) still run here, per sample. Samples then carry
+        ``lq``/``gt`` as stored (uint8 for 8-bit images; float after a per-sample degradation) and
+        ``"deferred"``: a :class:`restore.data.deferred.DeferredSample` tagged with ``chain``, for
+        :class:`restore.data.deferred.DeviceDegradations`.
+
+        Returns:
+            The deferred degradations, in order (may be empty: the samples still come as stored).
+
+        Raises:
+            ValueError: on a deterministic (validation/test) dataset, whose samples must stay as they are.
+        """
+        if self.seed is not None:
+            raise ValueError(f"{type(self).__name__} has a seed (a validation/test set): its degradations stay "
+                             "per sample, so its inputs stay identical to every earlier run")
+        split = len(self.degradations)
+        while split > 0 and is_batched(self.degradations[split - 1]):
+            split -= 1
+        self._deferred = (chain, split)
+        return self.degradations[split:]
+
+    @property
+    def deferred_degradations(self) -> list[Degradation]:
+        """The degradations left to the device (empty unless :meth:`defer_degradations` was called)."""
+        return [] if self._deferred is None else self.degradations[self._deferred[1]:]
+
     def __len__(self) -> int:
         return self.length if self.length is not None else self.num_images
 
@@ -189,8 +281,8 @@ class RestorationDataset(Dataset):
         return torch.Generator().manual_seed(seed)
 
     def load(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, str]:
-        """Image ``i`` (from the cache when there is one) and its name."""
-        lq, gt = self._cache[i] if self._cache is not None else self.decode(i)
+        """Image ``i`` as stored (uint8 or float; from the cache when there is one) and its name."""
+        lq, gt = (self._cache[2 * i], self._cache[2 * i + 1]) if self._cache is not None else self.decode(i)
         return lq, gt, self.names[i]
 
     def __getitem__(self, index: int) -> dict:
@@ -205,14 +297,28 @@ class RestorationDataset(Dataset):
             lq, gt = random_crop_pair(lq, gt, self.patch_size, generator)
         if self.augment:
             lq, gt = random_flip_rot_pair(lq, gt, generator)
+        if self._deferred is not None:
+            return self._deferred_sample(lq, gt, name, generator)
+        lq, gt = to_unit_range(lq), to_unit_range(gt)
         if self.degradations:
             lq = apply_degradations(lq, self.degradations, generator)
         # clone: gt may be a view of a cached image, which a consumer must not be able to modify
         return {"lq": lq.float().contiguous(), "gt": gt.float().clone(memory_format=torch.contiguous_format),
                 "task": 0, "name": name}
 
+    def _deferred_sample(self, lq: torch.Tensor, gt: torch.Tensor, name: str, generator: torch.Generator) -> dict:
+        """The per-sample head of the degradations here, the parameters of the deferred tail drawn after it."""
+        chain, split = self._deferred
+        if split:
+            lq = apply_degradations(to_unit_range(lq), self.degradations[:split], generator)
+        params = [d.sample(generator, tuple(lq.shape[-2:])) for d in self.degradations[split:]]
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        return {"lq": lq.clone(memory_format=torch.contiguous_format),
+                "gt": gt.clone(memory_format=torch.contiguous_format), "task": 0, "name": name,
+                "deferred": DeferredSample(chain, params, seed)}
+
     def _read(self, path: Path) -> torch.Tensor:
-        return read_image(path, self.channels)
+        return read_image(path, self.channels, keep_uint8=True)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(images={self.num_images}, length={len(self)}, task={self.task_name!r}, "
