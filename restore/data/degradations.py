@@ -29,6 +29,7 @@ default is not (DnCNN-style benchmarks feed the unclipped noisy image).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Protocol
@@ -391,12 +392,19 @@ class JPEGCompression(BatchedDegradation):
 _RAIN_RASTERISER = RandomRain(p=1.0)
 
 
+@functools.lru_cache(maxsize=1024)
+def _rain_generator(number_of_drops: tuple[int, int], length: tuple[int, int], slant: tuple[int, int]) -> RainGenerator:
+    """kornia's (stateless) drop sampler for these ranges, built once: building one costs more than drawing."""
+    generator = RainGenerator(number_of_drops, length, slant)
+    generator.make_samplers(torch.device("cpu"), torch.float32)
+    return generator
+
+
 def _rain_parameters(number_of_drops: tuple[int, int], length: tuple[int, int], slant: tuple[int, int],
                      shape: tuple[int, ...], seed: int) -> Params:
     """kornia ``RandomRain``'s drop parameters for ``shape``, drawn as ``RandomRain(...)(image)`` draws them (its
     ``RainGenerator`` on the global CPU RNG) under ``seed``; the caller's global RNG state is restored."""
-    generator = RainGenerator(number_of_drops, length, slant)
-    generator.make_samplers(torch.device("cpu"), torch.float32)
+    generator = _rain_generator(number_of_drops, length, slant)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         return generator(shape, False)
