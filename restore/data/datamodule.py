@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lightning import LightningDataModule
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, default_collate
 
 from restore.data.deferred import DeviceDegradations, collate_deferred, to_unit_range
 
@@ -184,13 +184,21 @@ class RestorationDataModule(LightningDataModule):
     def _combine(self, datasets: list[Dataset], repeat: Sequence[int] | None = None) -> Dataset | None:
         if not datasets:
             return None
+        if any(isinstance(ds, IterableDataset) for ds in datasets):  # streamed (restore.data.streaming)
+            if len(datasets) > 1 or repeat:
+                raise ValueError(f"a streaming training set ({type(datasets[0]).__name__}) must be the only one, "
+                                 f"without repeat: prepare one set of shards from the mixed images instead "
+                                 f"({len(datasets)} sets, repeat={repeat})")
+            datasets[0].task_id = self._task_names.index(_task_name(datasets[0]))
+            return datasets[0]
         tagged = []
         for ds, times in zip(datasets, repeat or [1] * len(datasets)):
             tagged += [TaskTaggedDataset(ds, self._task_names.index(_task_name(ds)))] * times
         return tagged[0] if len(tagged) == 1 else ConcatDataset(tagged)
 
     def setup(self, stage: str | None = None) -> None:
-        """Decode every image of the val and test sets once (``check_images``), before anything runs.
+        """Decode every image of the val and test sets once (``check_images``), before anything runs; a streamed
+        training set learns the DDP world here (the process group exists by now).
 
         ``fit`` checks the val and the test sets (train.py tests after fitting), ``validate`` the
         val sets, ``test`` the test sets; each dataset, and each file, is checked once per process.
@@ -198,6 +206,9 @@ class RestorationDataModule(LightningDataModule):
         Raises:
             OSError: naming the split, the dataset and the first unreadable file.
         """
+        refresh = getattr(self.train_dataset, "refresh_distributed_env", None)
+        if refresh is not None:  # a streamed training set: shard it over the DDP ranks that now exist
+            refresh()
         if not self.check_images:
             return
         splits = {"fit": ("val", "test"), "validate": ("val",), "test": ("test",)}.get(stage or "fit", ())
@@ -223,6 +234,10 @@ class RestorationDataModule(LightningDataModule):
         return self.degrade(batch)
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        own_loader = getattr(dataset, "dataloader", None)
+        if own_loader is not None:  # a streamed set brings its loader (shuffles and shards itself)
+            return own_loader(batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate_samples,
+                              pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
         return DataLoader(
             dataset,
             batch_size=batch_size,

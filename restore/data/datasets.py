@@ -138,12 +138,10 @@ class SharedImageCache:
 
 
 # -- base --------------------------------------------------------------------------------------
-class RestorationDataset(Dataset):
-    """Base class: sampling, crops, augmentation, degradations, caching and the sample contract.
-
-    Subclasses set their images and ``names`` (one per image) up, then call
-    ``super().__init__(**options)``, and implement :attr:`num_images`, :meth:`decode` and
-    :attr:`image_files`.
+class SampleRecipe:
+    """How a sample is made from its images: crop, flips/rotations, degradations (per sample, or the batchable
+    tail deferred to the device), the sample contract. Shared by :class:`RestorationDataset` (files, folders,
+    photographs) and :class:`restore.data.streaming.StreamingImageDataset` (LitData shards).
 
     Args:
         degradations: applied in order to lq (to gt for clean-only datasets) after cropping.
@@ -154,10 +152,6 @@ class RestorationDataset(Dataset):
         crop_size: fixed central crop side (validation on a budget); ``None`` = full images.
         seed: ``None`` draws fresh randomness (training); an int makes sample ``i`` depend only
             on (seed, i) (validation/test).
-        length: samples per epoch (indices wrap over the images); ``None`` = one per image.
-        cache: decode every image once at construction and keep it in memory (sets that fit: BSD400,
-            CBSD432, CBSD68; uint8 for 8-bit files, 3 bytes per RGB pixel), in one shared-memory buffer that
-            every loader worker maps (:class:`SharedImageCache`).
     """
 
     def __init__(
@@ -169,12 +163,10 @@ class RestorationDataset(Dataset):
         augment: bool = False,
         crop_size: int | None = None,
         seed: int | None = None,
-        length: int | None = None,
-        cache: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
-        for name, value in (("patch_size", patch_size), ("crop_size", crop_size), ("length", length)):
+        for name, value in (("patch_size", patch_size), ("crop_size", crop_size)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
         self.degradations = list(degradations or [])
@@ -184,60 +176,12 @@ class RestorationDataset(Dataset):
         self.augment = augment
         self.crop_size = crop_size
         self.seed = seed
-        self.length = length
         self._deferred: tuple[int, int] | None = None  # (chain id, degradations run per sample)
-        self._cache = self._decode_all() if cache else None
 
-    # -- to implement --
-    @property
-    def num_images(self) -> int:
-        raise NotImplementedError
-
-    def decode(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Image ``i`` as (lq or None for clean-only data, gt), each (C, H, W): uint8 0–255 (8-bit files) or
-        float in [0, 1]."""
-        raise NotImplementedError
-
-    @property
-    def image_files(self) -> list[Path]:
-        """Every file the dataset reads (each once), for :meth:`check_images`."""
-        raise NotImplementedError
-
-    # -- shared --
     @property
     def is_deterministic(self) -> bool:
         """Whether every pass yields identical samples (required of validation/test sets)."""
         return self.patch_size is None and not self.augment and (self.seed is not None or not self.degradations)
-
-    def check_images(self, exclude: Collection[Path] = (), threads: int | None = None) -> list[Path]:
-        """Decode every image file once (already done with ``cache=True``), so a truncated or
-        unreadable file fails now rather than mid-run.
-
-        Args:
-            exclude: files already checked (another split reading the same files).
-            threads: decoding threads (PIL releases the GIL while decoding); ``None`` = up to 8.
-
-        Returns:
-            The files decoded.
-
-        Raises:
-            OSError: naming the first unreadable file (in file order).
-        """
-        if self._cache is not None:
-            return []
-        files = [path for path in self.image_files if path not in exclude]
-        threads = threads or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            # map re-raises the first failure in input order; no pixels are kept
-            for _ in pool.map(functools.partial(_decode_only, channels=self.channels), files):
-                pass
-        return files
-
-    def _decode_all(self, threads: int | None = None) -> SharedImageCache:
-        """Every image, decoded in threads (PIL releases the GIL), into one :class:`SharedImageCache`."""
-        with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
-            pairs = list(pool.map(self.decode, range(self.num_images)))
-        return SharedImageCache([im for pair in pairs for im in pair])
 
     def defer_degradations(self, chain: int) -> list[Degradation]:
         """From now on, leave the batchable tail of :attr:`degradations` to the device (training sets only).
@@ -268,9 +212,6 @@ class RestorationDataset(Dataset):
         """The degradations left to the device (empty unless :meth:`defer_degradations` was called)."""
         return [] if self._deferred is None else self.degradations[self._deferred[1]:]
 
-    def __len__(self) -> int:
-        return self.length if self.length is not None else self.num_images
-
     def generator_for(self, index: int) -> torch.Generator:
         """The sample's source of randomness (see the module docstring)."""
         if self.seed is None:
@@ -280,16 +221,10 @@ class RestorationDataset(Dataset):
             seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1, np.uint64)[0])
         return torch.Generator().manual_seed(seed)
 
-    def load(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, str]:
-        """Image ``i`` as stored (uint8 or float; from the cache when there is one) and its name."""
-        lq, gt = (self._cache[2 * i], self._cache[2 * i + 1]) if self._cache is not None else self.decode(i)
-        return lq, gt, self.names[i]
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {type(self).__name__} of length {len(self)}")
-        generator = self.generator_for(index)
-        lq, gt, name = self.load(index % self.num_images)
+    def make_sample(self, lq: torch.Tensor | None, gt: torch.Tensor, name: str,
+                    generator: torch.Generator) -> dict:
+        """The sample of images (C, H, W) as stored (uint8 0–255 or float in [0, 1]; lq None for clean-only
+        data): crop, flip/rotate, degrade (or defer), as the sample contract (module docstring)."""
         lq = gt if lq is None else lq  # clean-only data: lq is made from gt by the degradations
         if self.crop_size is not None:
             lq, gt = center_crop(lq, self.crop_size), center_crop(gt, self.crop_size)
@@ -316,6 +251,90 @@ class RestorationDataset(Dataset):
         return {"lq": lq.clone(memory_format=torch.contiguous_format),
                 "gt": gt.clone(memory_format=torch.contiguous_format), "task": 0, "name": name,
                 "deferred": DeferredSample(chain, params, seed)}
+
+
+class RestorationDataset(SampleRecipe, Dataset):
+    """Base class of the map-style datasets: images by index, their caching, and :class:`SampleRecipe`'s
+    crops, augmentation, degradations and sample contract.
+
+    Subclasses set their images and ``names`` (one per image) up, then call
+    ``super().__init__(**options)``, and implement :attr:`num_images`, :meth:`decode` and
+    :attr:`image_files`.
+
+    Args:
+        length: samples per epoch (indices wrap over the images); ``None`` = one per image.
+        cache: decode every image once at construction and keep it in memory (sets that fit: BSD400,
+            CBSD432, CBSD68; uint8 for 8-bit files, 3 bytes per RGB pixel), in one shared-memory buffer that
+            every loader worker maps (:class:`SharedImageCache`).
+        **options: :class:`SampleRecipe`'s (degradations, task, channels, patch_size, augment, crop_size, seed).
+    """
+
+    def __init__(self, length: int | None = None, cache: bool = False, **options) -> None:
+        super().__init__(**options)
+        if length is not None and length < 1:
+            raise ValueError(f"length must be >= 1 or None, got {length}")
+        self.length = length
+        self._cache = self._decode_all() if cache else None
+
+    # -- to implement --
+    @property
+    def num_images(self) -> int:
+        raise NotImplementedError
+
+    def decode(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Image ``i`` as (lq or None for clean-only data, gt), each (C, H, W): uint8 0–255 (8-bit files) or
+        float in [0, 1]."""
+        raise NotImplementedError
+
+    @property
+    def image_files(self) -> list[Path]:
+        """Every file the dataset reads (each once), for :meth:`check_images`."""
+        raise NotImplementedError
+
+    # -- shared --
+    def check_images(self, exclude: Collection[Path] = (), threads: int | None = None) -> list[Path]:
+        """Decode every image file once (already done with ``cache=True``), so a truncated or
+        unreadable file fails now rather than mid-run.
+
+        Args:
+            exclude: files already checked (another split reading the same files).
+            threads: decoding threads (PIL releases the GIL while decoding); ``None`` = up to 8.
+
+        Returns:
+            The files decoded.
+
+        Raises:
+            OSError: naming the first unreadable file (in file order).
+        """
+        if self._cache is not None:
+            return []
+        files = [path for path in self.image_files if path not in exclude]
+        threads = threads or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            # map re-raises the first failure in input order; no pixels are kept
+            for _ in pool.map(functools.partial(_decode_only, channels=self.channels), files):
+                pass
+        return files
+
+    def _decode_all(self, threads: int | None = None) -> SharedImageCache:
+        """Every image, decoded in threads (PIL releases the GIL), into one :class:`SharedImageCache`."""
+        with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
+            pairs = list(pool.map(self.decode, range(self.num_images)))
+        return SharedImageCache([im for pair in pairs for im in pair])
+
+    def __len__(self) -> int:
+        return self.length if self.length is not None else self.num_images
+
+    def load(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, str]:
+        """Image ``i`` as stored (uint8 or float; from the cache when there is one) and its name."""
+        lq, gt = (self._cache[2 * i], self._cache[2 * i + 1]) if self._cache is not None else self.decode(i)
+        return lq, gt, self.names[i]
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {type(self).__name__} of length {len(self)}")
+        lq, gt, name = self.load(index % self.num_images)
+        return self.make_sample(lq, gt, name, self.generator_for(index))
 
     def _read(self, path: Path) -> torch.Tensor:
         return read_image(path, self.channels, keep_uint8=True)
