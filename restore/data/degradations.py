@@ -343,7 +343,7 @@ class JPEGCompression(BatchedDegradation):
     ``backend="kornia"`` uses ``kornia.enhance.jpeg_codec_differentiable``, a differentiable
     approximation of the codec (polynomial rounding, RGB only) that runs batched on the device with a
     quality per sample. Measured against libjpeg on 128² crops of the embedded photographs
-    (benchmarks/throughput.py --jpeg-fidelity): 41–45 dB from libjpeg's output at q 10–50, and its artefacts
+    (benchmarks/throughput.py --only jpeg): 41–45 dB from libjpeg's output at q 10–50, and its artefacts
     are weaker (0.6–0.8 dB higher PSNR to the clean image than libjpeg's at the same quality), so it is not
     the default: a network trained on it meets stronger artefacts in the JPEG benchmarks.
 

@@ -147,13 +147,13 @@ def test_every_configs_eval_sets_are_bit_identical_to_the_former_pipeline(compos
 @needs_shared("kernels")
 @pytest.mark.parametrize("name", ["denoise/cbsd68", "deblur/test", "allinone/unseen"])
 def test_real_test_sets_are_bit_identical_to_the_former_pipeline(compose, data_root, name):
-    """On ../shared/data itself: the published numbers' inputs (first 3 images of each set)."""
+    """On ../shared/data itself: the published numbers' inputs (the first image of each set)."""
     cfg = compose("eval", [f"data={name}", f"paths.data_dir={data_root}", "data.num_workers=0", "ckpt_path=x"])
     try:
         dm = instantiate(cfg.data)
     except Exception as err:  # a set of this config that ../shared does not hold
         pytest.skip(f"{name}: {err}")
-    assert _assert_eval_sets_unchanged(dm, limit=3) >= 3
+    assert _assert_eval_sets_unchanged(dm, limit=1) >= 1
 
 
 # -- 2. batched = per sample, given the same parameters ----------------------------------------
