@@ -21,7 +21,7 @@ Run by hand:  python benchmarks/throughput.py [--patch 128] [--batch 16] [--roun
    photographs.
 
 ``--device cuda`` runs the step comparison on the GPU (with the GPU recipe zoo/denoise_color, bf16, batch 16 of
-128²) when one is present; without a GPU it says so.
+128²) when one is present, ``--compile reduce-overhead`` with CUDA graphs; without a GPU it says so.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def loader_costs(patch: int, batch: int, rounds: int) -> None:
           "main process (on a GPU it runs there instead)")
 
 
-def step_costs(steps: int, rounds: int, device: str) -> None:
+def step_costs(steps: int, rounds: int, device: str, compile_mode: str | None = None) -> None:
     import lightning as L
     from hydra.utils import instantiate
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -135,7 +135,9 @@ def step_costs(steps: int, rounds: int, device: str) -> None:
     print(f"\n2. Training step, {'the default recipe' if device == 'cpu' else 'zoo/denoise_color'} "
           f"({cfg.model.net._target_.split('.')[-1]}, batch {batch} of {patch}², {torch.get_num_threads()} "
           f"thread(s), {device}): toolkit (Lightning, loader, callbacks, loggers) vs a bare loop "
-          f"(same net, AdamW, clipping {clip}, EMA {decay}); median of {rounds} rounds of {steps} steps")
+          f"(same net, AdamW, clipping {clip}, EMA {decay})"
+          f"{f', torch.compile mode {compile_mode}' if compile_mode else ''}; "
+          f"median of {rounds} rounds of {steps} steps")
 
     class StepClock(L.Callback):
         def __init__(self) -> None:
@@ -156,13 +158,18 @@ def step_costs(steps: int, rounds: int, device: str) -> None:
         clock = StepClock()
         trainer = instantiate_node(cfg, "trainer", callbacks=[*instantiate_group(cfg, "callbacks"), clock],
                                    logger=instantiate_group(cfg, "logger") or False, enable_model_summary=False)
-        trainer.fit(model=instantiate_node(cfg, "model"), datamodule=instantiate_node(cfg, "data"))
+        model = instantiate_node(cfg, "model")
+        if compile_mode:
+            model.net.compile(mode=compile_mode)  # what train.py compile="{mode: ...}" does
+        trainer.fit(model=model, datamodule=instantiate_node(cfg, "data"))
         spans = [b - a for a, b in zip(clock.starts, clock.starts[1:])][warmup:]
         return statistics.median(spans)
 
     def bare() -> float:
         torch.manual_seed(0)
         net = instantiate(cfg.model.net).to(device)
+        if compile_mode:
+            net.compile(mode=compile_mode)
         opt = torch.optim.AdamW(net.parameters(), lr=float(cfg.model.optimizer.lr),
                                 weight_decay=float(cfg.model.optimizer.weight_decay))
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
@@ -225,6 +232,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per round (step comparison)")
     parser.add_argument("--only", choices=["loader", "step", "jpeg"], nargs="*")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", default=None, metavar="MODE",
+                        help="torch.compile both networks in the step comparison (e.g. reduce-overhead: CUDA graphs)")
     args = parser.parse_args()
     only = set(args.only or ["loader", "step", "jpeg"])
     print(f"{os.cpu_count()} CPUs visible; torch {torch.__version__}; "
@@ -236,7 +245,7 @@ def main() -> None:
         if args.device == "cuda" and not torch.cuda.is_available():
             print("\n2. --device cuda: no GPU on this machine; the GPU step comparison is not run")
         else:
-            step_costs(args.steps, args.rounds, args.device)
+            step_costs(args.steps, args.rounds, args.device, args.compile)
     if "jpeg" in only:
         jpeg_fidelity(args.patch)
 
