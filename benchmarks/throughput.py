@@ -19,6 +19,8 @@ Run by hand:  python benchmarks/throughput.py [--patch 128] [--batch 16] [--roun
 3. JPEG (``--only jpeg``): how far kornia's differentiable JPEG is from libjpeg (PSNR between their outputs) and
    how strong its artefacts are (PSNR to the clean image, each codec), on 128² centre crops of the embedded
    photographs.
+4. Cache (``--only cache``): the memory of ../shared/data/train/CBSD432 cached as uint8 in shared memory vs as
+   float32 (as before), and what a spawned loader worker receives when the dataset is pickled.
 
 ``--device cuda`` runs the step comparison on the GPU (with the GPU recipe zoo/denoise_color, bf16, batch 16 of
 128²) when one is present, ``--compile reduce-overhead`` with CUDA graphs; without a GPU it says so.
@@ -224,18 +226,39 @@ def jpeg_fidelity(patch: int) -> None:
         print(f"{quality:>8}{rows[0]:>19.2f}{rows[1]:>18.2f}{rows[2]:>17.2f}")
 
 
+def cache_memory() -> None:
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401  (registers torch's shared-memory pickling)
+
+    from restore.data import AddGaussianNoise, CleanImageDataset
+
+    folder = ROOT.parent / "shared" / "data" / "train" / "CBSD432"
+    if not folder.is_dir():
+        print(f"\n4. Image cache: {folder} not present, skipped")
+        return
+    start = time.perf_counter()
+    dataset = CleanImageDataset(folder, [AddGaussianNoise((0, 50))], patch_size=128, augment=True, cache=True)
+    built = time.perf_counter() - start
+    cache = dataset._cache
+    pixels = sum(cache[2 * i + 1].numel() for i in range(dataset.num_images))
+    print(f"\n4. Image cache of CBSD432 ({dataset.num_images} JPEGs): {cache.nbytes / 2**20:.0f} MiB of uint8 in one "
+          f"shared-memory buffer (float32, as before: {4 * pixels / 2**20:.0f} MiB), decoded in {built:.1f} s; "
+          f"the dataset pickled for a spawned worker: {len(ForkingPickler.dumps(dataset)) / 2**10:.0f} KiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patch", type=int, default=128, help="loader patch side")
     parser.add_argument("--batch", type=int, default=16, help="loader batch size")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per round (step comparison)")
-    parser.add_argument("--only", choices=["loader", "step", "jpeg"], nargs="*")
+    parser.add_argument("--only", choices=["loader", "step", "jpeg", "cache"], nargs="*")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--compile", default=None, metavar="MODE",
                         help="torch.compile both networks in the step comparison (e.g. reduce-overhead: CUDA graphs)")
     args = parser.parse_args()
-    only = set(args.only or ["loader", "step", "jpeg"])
+    only = set(args.only or ["loader", "step", "jpeg", "cache"])
     print(f"{os.cpu_count()} CPUs visible; torch {torch.__version__}; "
           + (torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU on this machine: the device "
              "is the CPU, and the GPU targets (steps/s vs a bare loop on a GPU) are not measured here"))
@@ -248,6 +271,8 @@ def main() -> None:
             step_costs(args.steps, args.rounds, args.device, args.compile)
     if "jpeg" in only:
         jpeg_fidelity(args.patch)
+    if "cache" in only:
+        cache_memory()
 
 
 if __name__ == "__main__":
