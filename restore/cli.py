@@ -315,7 +315,7 @@ def _prepare(args: argparse.Namespace, console) -> int:
     try:
         count = prepare_shards(args.folder, args.out, channels=args.channels, recursive=args.recursive,
                                chunk_bytes=args.chunk_bytes, num_workers=args.workers)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # a missing folder, files in OUT, an unreadable image: named
         raise UsageError(str(err)) from None
     console.print(f"Wrote {count} images as LitData shards to {escape(str(args.out))}", soft_wrap=True)
     return EXIT_OK

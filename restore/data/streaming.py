@@ -14,12 +14,14 @@ Needs the optional ``litdata`` package: ``pip install 'restore[stream]'``.
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from restore.data.datasets import SampleRecipe
+from restore.data.datasets import SampleRecipe, _image_size
 from restore.data.degradations import Degradation
 from restore.data.layouts import list_images
 from restore.utils.image import read_image
@@ -59,7 +61,9 @@ def prepare_shards(folder: str | Path, output_dir: str, channels: int = 3, recur
 
     Raises:
         FileNotFoundError: ``folder`` does not exist; ValueError: it holds no images, ``channels`` is not 1 or
-        3, or a local ``output_dir`` already holds files (nothing is overwritten).
+        3, or a local ``output_dir`` already holds files (nothing is overwritten); OSError: an image cannot be
+        read, named (headers are read before anything is written; a file that fails later, truncated, leaves
+        no shards behind in a local ``output_dir``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -69,9 +73,20 @@ def prepare_shards(folder: str | Path, output_dir: str, channels: int = 3, recur
     if "://" not in str(output_dir) and Path(output_dir).is_dir() and any(Path(output_dir).iterdir()):
         raise ValueError(f"{output_dir} already holds files; give a new or empty folder (nothing is overwritten)")
     files = list_images(folder, recursive, what="image folder", layout=LAYOUT)
+    for path in files:  # a file that is not an image fails here, before anything is written
+        _image_size(path)
     jobs = [(str(p), "_".join(p.relative_to(folder).with_suffix("").parts), channels) for p in files]
-    litdata.optimize(fn=_read_item, inputs=jobs, output_dir=str(output_dir), chunk_bytes=chunk_bytes,
-                     num_workers=num_workers, verbose=False, start_method="spawn")
+    local = None if "://" in str(output_dir) else Path(output_dir)
+    try:
+        litdata.optimize(fn=_read_item, inputs=jobs, output_dir=str(output_dir), chunk_bytes=chunk_bytes,
+                         num_workers=num_workers, verbose=False, start_method="spawn")
+    except RuntimeError as err:
+        if local is not None and local.is_dir():  # it was new or empty: remove the partial shards
+            shutil.rmtree(local)
+        unreadable = re.search(r"OSError: (Cannot read image .*)", str(err))
+        if unreadable is None:
+            raise
+        raise OSError(f"{unreadable.group(1)}; fix or remove it, then run again (no shards were kept)") from None
     return len(jobs)
 
 

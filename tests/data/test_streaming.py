@@ -98,6 +98,11 @@ def test_prepare_refuses_what_it_cannot_do(shards, tmp_path, capsys):
     assert "already holds files" in capsys.readouterr().err
     assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "new")]) == EXIT_USAGE
     assert "not found" in capsys.readouterr().err
+    write_png(tmp_path / "bad" / "good.png")
+    (tmp_path / "bad" / "broken.png").write_bytes(b"not an image")
+    assert main(["prepare", str(tmp_path / "bad"), str(tmp_path / "new")]) == EXIT_USAGE
+    assert f"Cannot read image {tmp_path / 'bad' / 'broken.png'}" in capsys.readouterr().err.replace("\n", "")
+    assert not (tmp_path / "new").exists()  # checked before anything is written
 
 
 def test_ddp_two_cpu_processes_stream_from_a_local_folder(shards, tmp_path):
