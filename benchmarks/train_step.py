@@ -20,6 +20,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def bare_training_step(net, opt, x, y, clip: float | None = None, ema=None) -> None:
+    """One plain PyTorch training step: L1 loss, backward, optional gradient-norm clipping, optimiser step, optional
+    EMA update (a ``torch.optim.swa_utils.AveragedModel``); the reference loop the toolkit's step is compared with."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.l1_loss(net(x).float(), y).backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    opt.step()
+    if ema is not None:
+        ema.update_parameters(net)
+
+
 def measure(net_name: str, patch: int, batch: int, steps: int, device: str) -> dict:
     import torch
 
@@ -32,9 +46,7 @@ def measure(net_name: str, patch: int, batch: int, steps: int, device: str) -> d
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.l1_loss(net(x), y).backward()
-        opt.step()
+        bare_training_step(net, opt, x, y)
 
     for _ in range(2):  # warm-up
         step()

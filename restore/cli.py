@@ -4,6 +4,7 @@
 
     restore run --model net.safetensors noisy/ restored/ [--tile 512] [--ensemble] [--device cuda]
     restore export --model net.ckpt net.onnx
+    restore prepare DIV2K_train_HR/ shards/div2k      (LitData shards for streaming training sets)
 
 ``run`` writes one file per input, same name, into the output folder: PNG, TIFF and BMP keep their
 format; JPEG and WebP inputs are written as PNG (re-encoding a restored image lossily would add new
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  restore export --model best.ckpt net.onnx\n\n"
                "`restore <command> --help` describes each command.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{run,export}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{run,export,prepare}", required=True)
 
     run = sub.add_parser(
         "run", help="restore an image file or every image in a folder",
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=None, help="ONNX opset version, 7 to 20 (default: 17)")
     export.add_argument("--device", default="cpu", help="device the network is traced on (default: cpu)")
     export.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    _add_prepare_parser(sub)
     return parser
 
 
@@ -111,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True, highlight=False)
     try:
         with _sigterm_as_exit():
-            return _run(args, console) if args.command == "run" else _export(args, console)
+            return {"run": _run, "export": _export, "prepare": _prepare}[args.command](args, console)
     except UsageError as err:  # messages hold paths and ranges like [0, 1]: escaped, not read as markup
         console.print(f"[bold red]restore {args.command}: error:[/] {escape(str(err))}", soft_wrap=True)
         return EXIT_USAGE
@@ -372,4 +374,43 @@ def _export(args: argparse.Namespace, console) -> int:
         raise UsageError(str(err)) from None
     console.print(f"Wrote {escape(str(path))} ({fmt}, deploy form, dynamic batch/height/width; input 'input' (B, "
                   f"{getattr(net, 'in_channels', 'C')}, H, W) float32 in [0, 1])", soft_wrap=True)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------- prepare
+def _add_prepare_parser(sub) -> None:
+    prepare = sub.add_parser(
+        "prepare", help="write a folder of training images as LitData shards, for streaming",
+        description="Write the images of FOLDER as LitData-optimised shards (uint8 images and their names) in OUT, "
+                    "for a streaming training set (restore.data.streaming.StreamingImageDataset, config "
+                    "data=denoise/streaming): read from a local folder or a bucket, sharded over DDP ranks and "
+                    "nodes.",
+        epilog="OUT is a new or empty folder, or a bucket URL (s3://bucket/prefix; upload credentials as\n"
+               "LitData reads them). Needs LitData: pip install 'restore[stream]'.\n\n"
+               "Example:\n  restore prepare DIV2K_train_HR/ shards/div2k\n"
+               "  python train.py data=denoise/streaming data.train.input_dir=shards/div2k",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    prepare.add_argument("folder", type=Path,
+                         help="folder of training images (.png .jpg .jpeg .bmp .tif .tiff .webp)")
+    prepare.add_argument("out", help="folder (new or empty) or bucket URL for the shards")
+    prepare.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                         help="3: RGB (default), 1: gray (converted now, as the folder datasets convert)")
+    prepare.add_argument("--recursive", action="store_true", help="also take images in sub-folders")
+    prepare.add_argument("--chunk-bytes", default="64MB", help="shard chunk size (default: 64MB)")
+    prepare.add_argument("--workers", type=int, default=None, help="writer processes (default: one per CPU)")
+
+
+def _prepare(args: argparse.Namespace, console) -> int:
+    try:
+        from restore.data.streaming import prepare_shards
+    except ImportError as err:
+        raise UsageError(str(err)) from None
+    from rich.markup import escape
+
+    try:
+        count = prepare_shards(args.folder, args.out, channels=args.channels, recursive=args.recursive,
+                               chunk_bytes=args.chunk_bytes, num_workers=args.workers)
+    except (OSError, ValueError) as err:  # a missing folder, files in OUT, an unreadable image: named
+        raise UsageError(str(err)) from None
+    console.print(f"Wrote {count} images as LitData shards to {escape(str(args.out))}", soft_wrap=True)
     return EXIT_OK

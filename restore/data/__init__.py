@@ -4,6 +4,11 @@ Sample contract (every dataset)::
 
     {"lq": float32 (C, H, W), "gt": float32 (C, H, W) in [0, 1], "task": int, "name": str}
 
+Training sets can leave their degradations to the training device (``RestorationDataModule(...,
+degrade_on_device=True)``, on in the configs): the loader then yields uint8 crops plus each sample's
+degradation parameters, and the datamodule degrades whole batches on the device
+(:class:`BatchedDegradation`, :mod:`restore.data.deferred`).
+
 Layout functions (``gopro_pairs``, ``rain100_pairs``, ``sots_pairs``, ``lol_pairs`` …) find the
 (lq, gt) file pairs of a dataset; :class:`PairedImageDataset` loads any list of pairs,
 :class:`CleanImageDataset` a folder of clean images and :class:`EmbeddedImagesDataset` the
@@ -17,9 +22,12 @@ from restore.data.datasets import (
     EmbeddedImagesDataset,
     PairedImageDataset,
     RestorationDataset,
+    SharedImageCache,
 )
+from restore.data.deferred import DeferredBatch, DeferredSample, DeviceDegradations
 from restore.data.degradations import (
     AddGaussianNoise,
+    BatchedDegradation,
     Degradation,
     GaussianBlur,
     Haze,
@@ -29,6 +37,7 @@ from restore.data.degradations import (
     MotionBlur,
     RainStreaks,
     apply_degradations,
+    is_batched,
 )
 from restore.data.kernels import (
     center_kernel,
@@ -58,6 +67,11 @@ __all__ = [
     "PairedImageDataset",
     "CleanImageDataset",
     "EmbeddedImagesDataset",
+    "SharedImageCache",
+    # degradations on the device
+    "DeferredSample",
+    "DeferredBatch",
+    "DeviceDegradations",
     # layouts
     "ImagePair",
     "list_images",
@@ -69,6 +83,8 @@ __all__ = [
     "lol_pairs",
     # degradations
     "Degradation",
+    "BatchedDegradation",
+    "is_batched",
     "AddGaussianNoise",
     "MotionBlur",
     "GaussianBlur",

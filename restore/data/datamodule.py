@@ -7,6 +7,13 @@ datasets is concatenated for all-in-one training, each repeated by its replicati
 of every dataset in order of first appearance (train, then val, then test), so ids mean the same
 in every loader.
 
+Degradations on the device (``degrade_on_device``, on in the configs): each training dataset leaves the
+batchable tail of its degradations to the device (:meth:`RestorationDataset.defer_degradations`); its loader
+yields uint8 crops plus each sample's parameters, and :meth:`RestorationDataModule.on_after_batch_transfer`
+(a Lightning hook, called once the batch is on the training device) degrades the whole batch there
+(:class:`restore.data.deferred.DeviceDegradations`), so every LightningModule receives the usual float
+batches. Validation/test sets always take the per-sample path.
+
 Start-up checks: validation/test sets must be deterministic (at construction), and in
 :meth:`RestorationDataModule.setup` every val/test image is decoded once, so an unreadable file
 stops the run before the first training step rather than at the first validation.
@@ -17,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lightning import LightningDataModule
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, default_collate
+
+from restore.data.deferred import DeviceDegradations, collate_deferred, to_unit_range
 
 __all__ = ["RestorationDataModule", "TaskTaggedDataset", "collate_samples"]
 
@@ -41,13 +50,26 @@ class TaskTaggedDataset(Dataset):
 
 
 def collate_samples(samples: list[dict]) -> dict:
-    """``default_collate``, with a clear message when full images of different sizes meet in a batch."""
+    """``default_collate``, with a clear message when full images of different sizes meet in a batch.
+
+    Deferred samples (``"deferred"``) have their parameters grouped by chain (:func:`collate_deferred`); where
+    uint8 and float images meet in one batch (datasets of different kinds mixed), all become float in [0, 1].
+    """
     shapes = {tuple(s["lq"].shape) for s in samples} | {tuple(s["gt"].shape) for s in samples}
     if len(shapes) > 1:
         names = ", ".join(f"{s['name']} {tuple(s['gt'].shape)}" for s in samples)
         raise ValueError(f"cannot batch images of different sizes ({names}); use a batch size of 1 for full images "
                          "(val_batch_size=1) or give the dataset a crop_size / patch_size")
-    return default_collate(samples)
+    if not any("deferred" in s for s in samples):
+        return default_collate(samples)
+    deferred = [s.get("deferred") for s in samples]
+    samples = [{k: v for k, v in s.items() if k != "deferred"} for s in samples]
+    for key in ("lq", "gt"):
+        if len({s[key].dtype for s in samples}) > 1:
+            samples = [{**s, key: to_unit_range(s[key])} for s in samples]
+    batch = default_collate(samples)
+    batch["deferred"] = collate_deferred(deferred)
+    return batch
 
 
 def _as_list(datasets: DatasetOrList | None) -> list[Dataset]:
@@ -94,6 +116,11 @@ class RestorationDataModule(LightningDataModule):
             ``None`` = once each.
         check_images: decode every val/test image once in :meth:`setup` (before training or
             testing starts); ``False`` skips it (e.g. a huge test set you trust).
+        degrade_on_device: leave each training dataset's batchable degradations to the training device, applied
+            to whole batches in :meth:`on_after_batch_transfer` (module docstring); ``False`` degrades every
+            sample in the loader. Needs the datamodule to be given to the Trainer (``trainer.fit(model,
+            datamodule=dm)``); a loader used on its own yields the deferred batches, which :meth:`degrade`
+            finishes.
 
     Raises:
         ValueError: no validation dataset, a validation/test dataset that is random, or a
@@ -113,6 +140,7 @@ class RestorationDataModule(LightningDataModule):
         root: str | None = None,
         repeat: Sequence[int] | None = None,
         check_images: bool = True,
+        degrade_on_device: bool = False,
     ) -> None:
         super().__init__()
         self.root = root
@@ -132,6 +160,12 @@ class RestorationDataModule(LightningDataModule):
                         f"{split} dataset {type(ds).__name__} is random ({ds!r}); validation and test sets need a "
                         "seed and no patch_size/augment, so every pass sees identical inputs")
         self._task_names = list(dict.fromkeys(_task_name(ds) for ds in train_sets + val_sets + test_sets))
+        self.degrade_on_device = degrade_on_device
+        chains = []
+        for ds in train_sets if degrade_on_device else []:
+            defer = getattr(ds, "defer_degradations", None)
+            chains.append(defer(len(chains)) if defer is not None else [])
+        self.device_degradations = DeviceDegradations(chains)
         self.train_dataset = self._combine(train_sets, self.repeat)
         self.val_dataset = self._combine(val_sets)
         self.test_dataset = self._combine(test_sets)
@@ -150,13 +184,21 @@ class RestorationDataModule(LightningDataModule):
     def _combine(self, datasets: list[Dataset], repeat: Sequence[int] | None = None) -> Dataset | None:
         if not datasets:
             return None
+        if any(isinstance(ds, IterableDataset) for ds in datasets):  # streamed (restore.data.streaming)
+            if len(datasets) > 1 or repeat:
+                raise ValueError(f"a streaming training set ({type(datasets[0]).__name__}) must be the only one, "
+                                 f"without repeat: prepare one set of shards from the mixed images instead "
+                                 f"({len(datasets)} sets, repeat={repeat})")
+            datasets[0].task_id = self._task_names.index(_task_name(datasets[0]))
+            return datasets[0]
         tagged = []
         for ds, times in zip(datasets, repeat or [1] * len(datasets)):
             tagged += [TaskTaggedDataset(ds, self._task_names.index(_task_name(ds)))] * times
         return tagged[0] if len(tagged) == 1 else ConcatDataset(tagged)
 
     def setup(self, stage: str | None = None) -> None:
-        """Decode every image of the val and test sets once (``check_images``), before anything runs.
+        """Decode every image of the val and test sets once (``check_images``), before anything runs; a streamed
+        training set learns the DDP world here (the process group exists by now).
 
         ``fit`` checks the val and the test sets (train.py tests after fitting), ``validate`` the
         val sets, ``test`` the test sets; each dataset, and each file, is checked once per process.
@@ -164,6 +206,9 @@ class RestorationDataModule(LightningDataModule):
         Raises:
             OSError: naming the split, the dataset and the first unreadable file.
         """
+        refresh = getattr(self.train_dataset, "refresh_distributed_env", None)
+        if refresh is not None:  # a streamed training set: shard it over the DDP ranks that now exist
+            refresh()
         if not self.check_images:
             return
         splits = {"fit": ("val", "test"), "validate": ("val",), "test": ("test",)}.get(stage or "fit", ())
@@ -179,7 +224,20 @@ class RestorationDataModule(LightningDataModule):
                                   "image is decoded at start-up (data.check_images=false skips this)") from err
                 self._checked.add(id(ds))
 
+    def degrade(self, batch: dict) -> dict:
+        """Finish a training batch whose degradations were deferred (uint8 → float, degradations applied where
+        the batch is); any other batch is returned as it is."""
+        return self.device_degradations(batch)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # the batch is on the training device: deferred degradations run there, on the whole batch
+        return self.degrade(batch)
+
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        own_loader = getattr(dataset, "dataloader", None)
+        if own_loader is not None:  # a streamed set brings its loader (shuffles and shards itself)
+            return own_loader(batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate_samples,
+                              pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
         return DataLoader(
             dataset,
             batch_size=batch_size,

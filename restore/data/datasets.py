@@ -20,6 +20,16 @@ Every dataset returns the sample contract the Lightning module relies on::
 ``task_names`` when it mixes datasets. ``name`` is the file stem (``<sequence>_<stem>`` where a
 layout has sub-folders, so saved images do not collide).
 
+Storage: 8-bit files are decoded to uint8 (a quarter of float32's memory) and turned into float in [0, 1]
+after cropping (the same numbers: a crop moves pixels, the division is per pixel); with ``cache`` every
+image is decoded once into one shared-memory buffer (:class:`SharedImageCache`) that every loader worker
+maps, forked or spawned. Crops and flips run on the CPU, in the loader.
+
+Deferred degradations (training): after :meth:`RestorationDataset.defer_degradations` a dataset leaves the
+batchable tail of its degradations to the device (:mod:`restore.data.deferred`): samples then carry the
+crops as stored (uint8) plus each deferred degradation's parameters, drawn from the sample's generator as
+the per-sample path draws them. Validation/test sets are never deferred.
+
 Randomness: each sample draws everything random (crop position, flip, degradation parameters and
 noise) from one ``torch.Generator``. With ``seed`` set it is seeded from (seed, index), so every
 pass over a validation set sees identical inputs, in any worker; with ``seed=None`` (training) it
@@ -39,6 +49,7 @@ What is checked when:
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,13 +63,15 @@ from kornia.color import rgb_to_grayscale
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from restore.data.degradations import AddGaussianNoise, Degradation, apply_degradations, task_name_of
+from restore.data.deferred import DeferredSample, to_unit_range
+from restore.data.degradations import AddGaussianNoise, Degradation, apply_degradations, is_batched, task_name_of
 from restore.data.layouts import ImagePair, list_images
 from restore.data.transforms import center_crop, random_crop_pair, random_flip_rot_pair
 from restore.utils.image import read_image
 
 __all__ = [
     "RestorationDataset",
+    "SharedImageCache",
     "PairedImageDataset",
     "CleanImageDataset",
     "EmbeddedImagesDataset",
@@ -83,13 +96,53 @@ def _decode_only(path: Path, channels: int) -> None:
     read_image(path, channels)
 
 
-# -- base --------------------------------------------------------------------------------------
-class RestorationDataset(Dataset):
-    """Base class: sampling, crops, augmentation, degradations, caching and the sample contract.
+class SharedImageCache:
+    """Decoded images, kept once for every loader worker.
 
-    Subclasses set their images and ``names`` (one per image) up, then call
-    ``super().__init__(**options)``, and implement :attr:`num_images`, :meth:`decode` and
-    :attr:`image_files`.
+    uint8 images (8-bit files) live in one flat buffer in shared memory: a forked worker shares its pages, a
+    spawned one maps it (torch pickles a shared tensor as a handle) instead of copying it, and one buffer is one
+    handle however many images it holds. Other images (16-bit, float) are kept as shared float32 tensors.
+    Written here: ``torch.multiprocessing`` shares single tensors, not a list of them.
+
+    Args:
+        images: the images (C, H, W), uint8 or float; None entries stay None (clean-only data has no lq).
+    """
+
+    def __init__(self, images: Sequence[torch.Tensor | None]) -> None:
+        eight_bit = [im for im in images if im is not None and im.dtype == torch.uint8]
+        self.buffer = torch.empty(sum(im.numel() for im in eight_bit), dtype=torch.uint8).share_memory_()
+        self._entries: list[tuple[int, tuple[int, ...]] | torch.Tensor | None] = []
+        offset = 0
+        for im in images:
+            if im is None or im.dtype != torch.uint8:
+                self._entries.append(None if im is None else im.float().contiguous().share_memory_())
+                continue
+            self.buffer[offset:offset + im.numel()].copy_(im.reshape(-1))
+            self._entries.append((offset, tuple(im.shape)))
+            offset += im.numel()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        entry = self._entries[i]
+        if entry is None or isinstance(entry, torch.Tensor):
+            return entry
+        offset, shape = entry
+        return self.buffer[offset:offset + math.prod(shape)].view(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels held."""
+        return self.buffer.numel() + sum(e.numel() * e.element_size() for e in self._entries
+                                         if isinstance(e, torch.Tensor))
+
+
+# -- base --------------------------------------------------------------------------------------
+class SampleRecipe:
+    """How a sample is made from its images: crop, flips/rotations, degradations (per sample, or the batchable
+    tail deferred to the device), the sample contract. Shared by :class:`RestorationDataset` (files, folders,
+    photographs) and :class:`restore.data.streaming.StreamingImageDataset` (LitData shards).
 
     Args:
         degradations: applied in order to lq (to gt for clean-only datasets) after cropping.
@@ -100,10 +153,6 @@ class RestorationDataset(Dataset):
         crop_size: fixed central crop side (validation on a budget); ``None`` = full images.
         seed: ``None`` draws fresh randomness (training); an int makes sample ``i`` depend only
             on (seed, i) (validation/test).
-        length: samples per epoch (indices wrap over the images); ``None`` = one per image.
-        cache: decode every image once at construction and keep it in memory (small sets such
-            as BSD400 / CBSD68; float32, ≈ 12 bytes per RGB pixel). Loaded in the main process,
-            before the DataLoader forks, so workers share the memory.
     """
 
     def __init__(
@@ -115,12 +164,10 @@ class RestorationDataset(Dataset):
         augment: bool = False,
         crop_size: int | None = None,
         seed: int | None = None,
-        length: int | None = None,
-        cache: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
-        for name, value in (("patch_size", patch_size), ("crop_size", crop_size), ("length", length)):
+        for name, value in (("patch_size", patch_size), ("crop_size", crop_size)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
         self.degradations = list(degradations or [])
@@ -130,8 +177,105 @@ class RestorationDataset(Dataset):
         self.augment = augment
         self.crop_size = crop_size
         self.seed = seed
+        self._deferred: tuple[int, int] | None = None  # (chain id, degradations run per sample)
+
+    @property
+    def is_deterministic(self) -> bool:
+        """Whether every pass yields identical samples (required of validation/test sets)."""
+        return self.patch_size is None and not self.augment and (self.seed is not None or not self.degradations)
+
+    def defer_degradations(self, chain: int) -> list[Degradation]:
+        """From now on, leave the batchable tail of :attr:`degradations` to the device (training sets only).
+
+        The longest run of :func:`restore.data.degradations.is_batched` degradations at the end of the list is
+        deferred; those before it (and any that cannot batch) still run here, per sample. Samples then carry
+        ``lq``/``gt`` as stored (uint8 for 8-bit images; float after a per-sample degradation) and
+        ``"deferred"``: a :class:`restore.data.deferred.DeferredSample` tagged with ``chain``, for
+        :class:`restore.data.deferred.DeviceDegradations`.
+
+        Returns:
+            The deferred degradations, in order (may be empty: the samples still come as stored).
+
+        Raises:
+            ValueError: on a deterministic (validation/test) dataset, whose samples must stay as they are.
+        """
+        if self.seed is not None:
+            raise ValueError(f"{type(self).__name__} has a seed (a validation/test set): its degradations stay "
+                             "per sample, so its inputs stay identical to every earlier run")
+        split = len(self.degradations)
+        while split > 0 and is_batched(self.degradations[split - 1]):
+            split -= 1
+        self._deferred = (chain, split)
+        return self.degradations[split:]
+
+    @property
+    def deferred_degradations(self) -> list[Degradation]:
+        """The degradations left to the device (empty unless :meth:`defer_degradations` was called)."""
+        return [] if self._deferred is None else self.degradations[self._deferred[1]:]
+
+    def generator_for(self, index: int) -> torch.Generator:
+        """The sample's source of randomness (see the module docstring)."""
+        if self.seed is None:
+            # the global RNG is seeded per worker by the DataLoader (and by seed_everything(workers=True))
+            seed = int(torch.randint(0, 2**62, ()))
+        else:
+            seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1, np.uint64)[0])
+        return torch.Generator().manual_seed(seed)
+
+    def make_sample(self, lq: torch.Tensor | None, gt: torch.Tensor, name: str,
+                    generator: torch.Generator) -> dict:
+        """The sample of images (C, H, W) as stored (uint8 0–255 or float in [0, 1]; lq None for clean-only
+        data): crop, flip/rotate, degrade (or defer), as the sample contract (module docstring)."""
+        lq = gt if lq is None else lq  # clean-only data: lq is made from gt by the degradations
+        if self.crop_size is not None:
+            lq, gt = center_crop(lq, self.crop_size), center_crop(gt, self.crop_size)
+        if self.patch_size is not None:
+            lq, gt = random_crop_pair(lq, gt, self.patch_size, generator)
+        if self.augment:
+            lq, gt = random_flip_rot_pair(lq, gt, generator)
+        if self._deferred is not None:
+            return self._deferred_sample(lq, gt, name, generator)
+        lq, gt = to_unit_range(lq), to_unit_range(gt)
+        if self.degradations:
+            lq = apply_degradations(lq, self.degradations, generator)
+        # clone: gt may be a view of a cached image, which a consumer must not be able to modify
+        return {"lq": lq.float().contiguous(), "gt": gt.float().clone(memory_format=torch.contiguous_format),
+                "task": 0, "name": name}
+
+    def _deferred_sample(self, lq: torch.Tensor, gt: torch.Tensor, name: str, generator: torch.Generator) -> dict:
+        """The per-sample head of the degradations here, the parameters of the deferred tail drawn after it."""
+        chain, split = self._deferred
+        if split:
+            lq = apply_degradations(to_unit_range(lq), self.degradations[:split], generator)
+        params = [d.sample(generator, tuple(lq.shape[-2:])) for d in self.degradations[split:]]
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        return {"lq": lq.clone(memory_format=torch.contiguous_format),
+                "gt": gt.clone(memory_format=torch.contiguous_format), "task": 0, "name": name,
+                "deferred": DeferredSample(chain, params, seed)}
+
+
+class RestorationDataset(SampleRecipe, Dataset):
+    """Base class of the map-style datasets: images by index, their caching, and :class:`SampleRecipe`'s
+    crops, augmentation, degradations and sample contract.
+
+    Subclasses set their images and ``names`` (one per image) up, then call
+    ``super().__init__(**options)``, and implement :attr:`num_images`, :meth:`decode` and
+    :attr:`image_files`.
+
+    Args:
+        length: samples per epoch (indices wrap over the images); ``None`` = one per image.
+        cache: decode every image once at construction and keep it in memory (sets that fit: BSD400,
+            CBSD432, CBSD68; uint8 for 8-bit files, 3 bytes per RGB pixel), in one shared-memory buffer that
+            every loader worker maps (:class:`SharedImageCache`).
+        **options: :class:`SampleRecipe`'s (degradations, task, channels, patch_size, augment, crop_size, seed).
+    """
+
+    def __init__(self, length: int | None = None, cache: bool = False, **options) -> None:
+        super().__init__(**options)
+        if length is not None and length < 1:
+            raise ValueError(f"length must be >= 1 or None, got {length}")
         self.length = length
-        self._cache = [self.decode(i) for i in range(self.num_images)] if cache else None
+        self._cache = self._decode_all() if cache else None
 
     # -- to implement --
     @property
@@ -139,7 +283,8 @@ class RestorationDataset(Dataset):
         raise NotImplementedError
 
     def decode(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Image ``i`` as (lq or None for clean-only data, gt), each (C, H, W) in [0, 1]."""
+        """Image ``i`` as (lq or None for clean-only data, gt), each (C, H, W): uint8 0–255 (8-bit files) or
+        float in [0, 1]."""
         raise NotImplementedError
 
     @property
@@ -148,11 +293,6 @@ class RestorationDataset(Dataset):
         raise NotImplementedError
 
     # -- shared --
-    @property
-    def is_deterministic(self) -> bool:
-        """Whether every pass yields identical samples (required of validation/test sets)."""
-        return self.patch_size is None and not self.augment and (self.seed is not None or not self.degradations)
-
     def check_images(self, exclude: Collection[Path] = (), threads: int | None = None) -> list[Path]:
         """Decode every image file once (already done with ``cache=True``), so a truncated or
         unreadable file fails now rather than mid-run.
@@ -177,43 +317,28 @@ class RestorationDataset(Dataset):
                 pass
         return files
 
+    def _decode_all(self, threads: int | None = None) -> SharedImageCache:
+        """Every image, decoded in threads (PIL releases the GIL), into one :class:`SharedImageCache`."""
+        with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
+            pairs = list(pool.map(self.decode, range(self.num_images)))
+        return SharedImageCache([im for pair in pairs for im in pair])
+
     def __len__(self) -> int:
         return self.length if self.length is not None else self.num_images
 
-    def generator_for(self, index: int) -> torch.Generator:
-        """The sample's source of randomness (see the module docstring)."""
-        if self.seed is None:
-            # the global RNG is seeded per worker by the DataLoader (and by seed_everything(workers=True))
-            seed = int(torch.randint(0, 2**62, ()))
-        else:
-            seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1, np.uint64)[0])
-        return torch.Generator().manual_seed(seed)
-
     def load(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor, str]:
-        """Image ``i`` (from the cache when there is one) and its name."""
-        lq, gt = self._cache[i] if self._cache is not None else self.decode(i)
+        """Image ``i`` as stored (uint8 or float; from the cache when there is one) and its name."""
+        lq, gt = (self._cache[2 * i], self._cache[2 * i + 1]) if self._cache is not None else self.decode(i)
         return lq, gt, self.names[i]
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {type(self).__name__} of length {len(self)}")
-        generator = self.generator_for(index)
         lq, gt, name = self.load(index % self.num_images)
-        lq = gt if lq is None else lq  # clean-only data: lq is made from gt by the degradations
-        if self.crop_size is not None:
-            lq, gt = center_crop(lq, self.crop_size), center_crop(gt, self.crop_size)
-        if self.patch_size is not None:
-            lq, gt = random_crop_pair(lq, gt, self.patch_size, generator)
-        if self.augment:
-            lq, gt = random_flip_rot_pair(lq, gt, generator)
-        if self.degradations:
-            lq = apply_degradations(lq, self.degradations, generator)
-        # clone: gt may be a view of a cached image, which a consumer must not be able to modify
-        return {"lq": lq.float().contiguous(), "gt": gt.float().clone(memory_format=torch.contiguous_format),
-                "task": 0, "name": name}
+        return self.make_sample(lq, gt, name, self.generator_for(index))
 
     def _read(self, path: Path) -> torch.Tensor:
-        return read_image(path, self.channels)
+        return read_image(path, self.channels, keep_uint8=True)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(images={self.num_images}, length={len(self)}, task={self.task_name!r}, "

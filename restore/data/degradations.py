@@ -1,12 +1,25 @@
-"""On-the-fly degradations: clean (C, H, W) image in [0, 1] → degraded image.
+"""On-the-fly degradations: clean image(s) in [0, 1] → degraded image(s), per sample or batched on the device.
 
-Each degradation is a small callable ``degradation(image, generator) -> image`` that draws all of
-its randomness from the ``torch.Generator`` it is given, so a dataset controls reproducibility:
-validation/test samples get a generator seeded from (seed, index) and are identical on every
-pass; training samples get a freshly seeded one per sample in each worker. A list of them is
-applied in order (e.g. motion blur, then noise) by :func:`apply_degradations`; Hydra builds the
-list from ``_target_`` entries. Each has a ``task`` name (``"denoise"``, ``"deblur"``, …) that
-names the task of the samples it makes.
+Each degradation draws all of its randomness from the ``torch.Generator`` it is given, so a dataset
+controls reproducibility: validation/test samples get a generator seeded from (seed, index) and are
+identical on every pass; training samples get a freshly seeded one per sample in each worker. A list of
+them is applied in order (e.g. motion blur, then noise); Hydra builds the list from ``_target_``
+entries. Each has a ``task`` name (``"denoise"``, ``"deblur"``, …) that names the task of its samples.
+
+Two ways to run one (the :class:`BatchedDegradation` protocol, Real-ESRGAN's pattern of degrading
+whole batches on the GPU):
+
+- per sample: ``degradation(image, generator)`` on a (C, H, W) image (validation/test, and anything
+  that cannot batch), via :func:`apply_degradations`;
+- batched: ``params = degradation.sample(generator, (H, W))`` in the loader (small tensors, one dict
+  per sample, collated into (B, …)), then ``degradation.apply(images, params, generators)`` on a
+  (B, C, H, W) batch on the training device, each sample with its own parameters.
+  ``__call__`` is ``apply(sample(...))`` on a batch of one, so the two paths are one code.
+
+``sample`` draws exactly what the per-sample call draws, in the same order, except the *noise fields*
+(AWGN, sensor noise: one value per pixel), which ``apply`` draws from ``generators`` (one per sample,
+on the images' device): the sample's own generator on the per-sample path, a device generator seeded
+from the sample on the batched path (:mod:`restore.data.deferred`).
 
 kornia supplies the operations it has (``filter2d``, ``get_gaussian_kernel2d``,
 ``gaussian_blur2d``, ``adjust_gamma``, ``RandomRain`` for streak placement); what it lacks is
@@ -16,24 +29,24 @@ default is not (DnCNN-style benchmarks feed the unclipped noisy image).
 
 from __future__ import annotations
 
-import io
+import functools
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
-from typing import Iterator, Protocol
+from typing import Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.augmentation import RandomRain
+from kornia.augmentation.random_generator import RainGenerator
 from kornia.enhance import adjust_gamma, jpeg_codec_differentiable
 from kornia.filters import filter2d, gaussian_blur2d
-from PIL import Image
+from torchvision.io import decode_jpeg, encode_jpeg
 
 from restore.data.kernels import center_kernel, gaussian_kernel, load_kernel, random_motion_kernel
 
 __all__ = [
     "Degradation",
+    "BatchedDegradation",
     "AddGaussianNoise",
     "MotionBlur",
     "GaussianBlur",
@@ -43,18 +56,78 @@ __all__ = [
     "Haze",
     "LowLight",
     "apply_degradations",
+    "is_batched",
     "task_name_of",
 ]
 
+Params = dict[str, torch.Tensor]
+
 
 class Degradation(Protocol):
-    """What a dataset needs from a degradation."""
+    """What a dataset needs from a degradation on the per-sample path."""
 
     task: str
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(C, H, W) clean image in [0, 1] → (C, H, W) degraded image."""
         ...
+
+
+class BatchedDegradation:
+    """Base of the degradations that also run batched on the training device.
+
+    A subclass implements two methods; ``__call__`` (the per-sample path) is built from them:
+
+    - ``sample(generator, image_hw) -> params``: every random choice of one sample (σ, kernel, quality,
+      streak positions …) drawn from that sample's generator, in the order the per-sample path draws
+      them, except noise fields. ``params`` is a dict of CPU tensors whose shapes depend only on the
+      degradation's settings and ``image_hw`` (so samples collate into (B, …)); scalars are 0-d float64
+      (a Python float, exactly), so arithmetic on them rounds as the per-sample code always has.
+    - ``apply(images, params, generators) -> images``: (B, C, H, W) → (B, C, H, W) on ``images.device``
+      with the collated (B, …) ``params`` (still on the CPU: apply moves what it uses) and one
+      ``torch.Generator`` per sample on ``images.device`` for noise fields; sample i's output depends
+      only on (image i, params i, generator i), whatever else is in the batch.
+
+    Degradations that cannot batch (a CPU-only codec, a user's plain callable) simply do not subclass
+    this: the deferred loader path runs them per sample in the loader, before the batched tail.
+    """
+
+    task: str
+
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        raise NotImplementedError
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(C, H, W) clean image in [0, 1] → (C, H, W) degraded image (a batch of one)."""
+        params = {k: v[None] for k, v in self.sample(generator, tuple(image.shape[-2:])).items()}
+        return self.apply(image[None], params, [generator])[0]
+
+
+def is_batched(degradation: object) -> bool:
+    """Whether ``degradation`` runs batched on the device (:class:`BatchedDegradation` and says so)."""
+    return isinstance(degradation, BatchedDegradation) and getattr(degradation, "batched", True)
+
+
+def _scalar(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) per-sample values → (B, 1, 1, 1) in ``like``'s dtype and device, for broadcasting over images."""
+    return values.to(dtype=like.dtype).to(like.device, non_blocking=True).view(-1, *([1] * (like.dim() - 1)))
+
+
+def _noise(images: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """Standard normal noise shaped like ``images``, sample i's drawn from ``generators[i]`` (as the per-sample
+    code drew it from the sample's generator)."""
+    if len(generators) != images.shape[0]:
+        raise ValueError(f"one generator per sample is needed: {len(generators)} for a batch of {images.shape[0]}")
+    return torch.stack([torch.randn(images.shape[1:], generator=g, dtype=images.dtype, device=images.device)
+                        for g in generators])
+
+
+def _f64(value: float) -> torch.Tensor:
+    """A Python float as a 0-d float64 tensor: exactly the same number."""
+    return torch.tensor(value, dtype=torch.float64)
 
 
 def _range(value: float | Sequence[float], name: str) -> tuple[float, float]:
@@ -73,24 +146,12 @@ def _draw(bounds: tuple[float, float], generator: torch.Generator) -> float:
     return low if low == high else low + (high - low) * float(torch.rand((), generator=generator))
 
 
-@contextmanager
-def _seeded_global_rng(generator: torch.Generator) -> Iterator[None]:
-    """Run kornia's samplers (which use the global CPU RNG) under a seed drawn from ``generator``.
-
-    The global state is restored afterwards, so the caller's other random streams are unaffected.
-    """
-    seed = int(torch.randint(0, 2**62, (), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        yield
-
-
 def _describe(obj: object, **fields: object) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in fields.items())
     return f"{type(obj).__name__}({args})"
 
 
-class AddGaussianNoise:
+class AddGaussianNoise(BatchedDegradation):
     """Additive white Gaussian noise, σ on the 0–255 scale (σ = 15, 25, 50 in benchmarks).
 
     Written with ``torch.randn`` rather than ``kornia.augmentation.RandomGaussianNoise``: that one
@@ -123,12 +184,16 @@ class AddGaussianNoise:
         self.clip = clip
         self.task = task
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """``sigma``: σ / 255 (the noise itself is drawn in :meth:`apply`)."""
         if self.sigma_choices is not None:
             sigma = self.sigma_choices[int(torch.randint(len(self.sigma_choices), (), generator=generator))] / 255.0
         else:
             sigma = _draw(self.sigma, generator) / 255.0
-        noisy = image + sigma * torch.randn(image.shape, generator=generator, dtype=image.dtype)
+        return {"sigma": _f64(sigma)}
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        noisy = images + _scalar(params["sigma"], images) * _noise(images, generators)
         return noisy.clamp(0, 1) if self.clip else noisy
 
     def __repr__(self) -> str:
@@ -137,9 +202,11 @@ class AddGaussianNoise:
         return _describe(self, sigma=self.sigma, clip=self.clip, task=self.task)
 
 
-class MotionBlur:
+class MotionBlur(BatchedDegradation):
     """Camera-shake motion blur: a random trajectory kernel (:func:`restore.data.kernels.random_motion_kernel`,
-    KAIR/DeblurGAN-style) applied with ``kornia.filters.filter2d`` (reflect border).
+    KAIR/DeblurGAN-style) applied with ``kornia.filters.filter2d`` (reflect border). The kernel is drawn in
+    :meth:`sample` (on the CPU, in the loader: the trajectory is a sequential recurrence); the convolution runs
+    batched, one kernel per sample (a grouped convolution).
 
     Args:
         kernel_size: kernel side in pixels (odd); the blur spans up to this size.
@@ -156,15 +223,18 @@ class MotionBlur:
         self.extent = _range(extent, "extent")
         self.task = task
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        kernel = random_motion_kernel(self.kernel_size, generator, extent=_draw(self.extent, generator))
-        return _convolve(image, kernel)
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """``kernel``: the (kernel_size, kernel_size) blur kernel."""
+        return {"kernel": random_motion_kernel(self.kernel_size, generator, extent=_draw(self.extent, generator))}
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        return _convolve(images, params["kernel"])
 
     def __repr__(self) -> str:
         return _describe(self, kernel_size=self.kernel_size, extent=self.extent, task=self.task)
 
 
-class GaussianBlur:
+class GaussianBlur(BatchedDegradation):
     """Gaussian blur with σ drawn per image (``kornia.filters.get_gaussian_kernel2d`` + ``filter2d``).
 
     Args:
@@ -191,21 +261,25 @@ class GaussianBlur:
         self.anisotropic = anisotropic
         self.task = task
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """``kernel``: the (kernel_size, kernel_size) blur kernel."""
         sigma = _draw(self.sigma, generator)
         if self.anisotropic:
             kernel = gaussian_kernel(self.kernel_size, sigma, _draw(self.sigma, generator),
                                      angle=_draw((0.0, math.pi), generator))
         else:
             kernel = gaussian_kernel(self.kernel_size, sigma)
-        return _convolve(image, kernel)
+        return {"kernel": kernel}
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        return _convolve(images, params["kernel"])
 
     def __repr__(self) -> str:
         return _describe(self, sigma=self.sigma, kernel_size=self.kernel_size, anisotropic=self.anisotropic,
                          task=self.task)
 
 
-class KernelBlur:
+class KernelBlur(BatchedDegradation):
     """Blur with one fixed kernel: the benchmark sets' recipe (e.g. CBSD68 × kernels12_k09–k12), applied like
     the random blurs (``kornia.filters.filter2d``, reflect borders, clipped to [0, 1]).
 
@@ -236,29 +310,42 @@ class KernelBlur:
         self.center = center
         self.task = task
 
+    def sample(self, generator: torch.Generator | None, image_hw: tuple[int, int]) -> Params:
+        return {}  # nothing random: the kernel is the same for every sample
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        return _convolve(images, self.kernel[None])
+
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return _convolve(image, self.kernel)
+        return super().__call__(image, generator)
 
     def __repr__(self) -> str:
         return _describe(self, kernel=self.source, center=self.center, task=self.task)
 
 
-def _convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) ⊛ (k, k) with reflect borders; reflect needs the pad smaller than the image."""
-    pad = kernel.shape[-1] // 2
-    border = "reflect" if min(image.shape[-2:]) > pad else "replicate"
-    out = filter2d(image[None], kernel[None].to(image), border_type=border)[0]
-    return out.clamp(0, 1)
+def _convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) ⊛ (B, k, k) (one kernel per sample, or (1, k, k) for all) with reflect borders, clipped to
+    [0, 1]; reflect needs the pad smaller than the image. ``kornia.filters.filter2d`` runs one grouped conv."""
+    pad = kernels.shape[-1] // 2
+    border = "reflect" if min(images.shape[-2:]) > pad else "replicate"
+    kernels = kernels.to(images.device, non_blocking=True).to(images.dtype)
+    return filter2d(images, kernels, border_type=border).clamp(0, 1)
 
 
-class JPEGCompression:
+class JPEGCompression(BatchedDegradation):
     """JPEG compression artefacts at a quality drawn per image.
 
     ``backend="pillow"`` (default) runs the real libjpeg codec, as the JPEG benchmarks (Classic5,
     LIVE1) were made, with 4:2:0 chroma subsampling for colour and a true single-channel JPEG for
-    gray. ``backend="kornia"`` uses ``kornia.enhance.jpeg_codec_differentiable``, a differentiable
-    approximation of the codec (polynomial rounding; ~40 dB from libjpeg's output, RGB only) that
-    can run on the GPU.
+    gray (through ``torchvision.io.encode_jpeg``/``decode_jpeg``, which give Pillow's bytes exactly and
+    skip its image objects). libjpeg is a CPU codec, one image at a time: this backend is not batched on the
+    device (``batched = False``); the deferred loader path keeps it in the loader.
+    ``backend="kornia"`` uses ``kornia.enhance.jpeg_codec_differentiable``, a differentiable
+    approximation of the codec (polynomial rounding, RGB only) that runs batched on the device with a
+    quality per sample. Measured against libjpeg on 128² crops of the embedded photographs
+    (benchmarks/throughput.py --only jpeg): 41–45 dB from libjpeg's output at q 10–50, and its artefacts
+    are weaker (0.6–0.8 dB higher PSNR to the clean image than libjpeg's at the same quality), so it is not
+    the default: a network trained on it meets stronger artefacts in the JPEG benchmarks.
 
     Args:
         quality: JPEG quality 1–100, fixed or a [low, high] range (integers drawn for pillow).
@@ -277,33 +364,62 @@ class JPEGCompression:
         self.backend = backend
         self.task = task
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        quality = _draw(self.quality, generator)
+    @property
+    def batched(self) -> bool:
+        return self.backend == "kornia"
+
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """``quality``: the JPEG quality (float64; libjpeg gets it rounded to an integer)."""
+        return {"quality": _f64(_draw(self.quality, generator))}
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
         if self.backend == "kornia":
-            rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image
-            out = jpeg_codec_differentiable(rgb[None].clamp(0, 1), torch.tensor([quality], dtype=image.dtype))[0]
-            return (out.mean(0, keepdim=True) if image.shape[0] == 1 else out).clamp(0, 1)
-        arr = (image.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        buffer = io.BytesIO()
-        pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-        pil.save(buffer, format="JPEG", quality=int(round(quality)))
-        buffer.seek(0)
-        decoded = np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
-        decoded = decoded[..., None] if decoded.ndim == 2 else decoded
-        return torch.from_numpy(decoded.copy()).permute(2, 0, 1).to(image.dtype)
+            rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+            quality = params["quality"].to(images.dtype).to(images.device, non_blocking=True)
+            out = jpeg_codec_differentiable(rgb.clamp(0, 1), quality)
+            return (out.mean(1, keepdim=True) if images.shape[1] == 1 else out).clamp(0, 1)
+        # libjpeg on the CPU: 8-bit samples in, 8-bit samples out
+        codes = (images.detach().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
+        decoded = torch.stack([decode_jpeg(encode_jpeg(code, quality=int(round(float(q)))))
+                               for code, q in zip(codes, params["quality"])])
+        return (decoded.float() / 255.0).to(images.dtype).to(images.device)
 
     def __repr__(self) -> str:
         return _describe(self, quality=self.quality, backend=self.backend, task=self.task)
 
 
-class RainStreaks:
+# kornia's drop rasteriser (``apply_transform`` reads only the parameters it is given; the ranges are unused)
+_RAIN_RASTERISER = RandomRain(p=1.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rain_generator(number_of_drops: tuple[int, int], length: tuple[int, int], slant: tuple[int, int]) -> RainGenerator:
+    """kornia's (stateless) drop sampler for these ranges, built once: building one costs more than drawing."""
+    generator = RainGenerator(number_of_drops, length, slant)
+    generator.make_samplers(torch.device("cpu"), torch.float32)
+    return generator
+
+
+def _rain_parameters(number_of_drops: tuple[int, int], length: tuple[int, int], slant: tuple[int, int],
+                     shape: tuple[int, ...], seed: int) -> Params:
+    """kornia ``RandomRain``'s drop parameters for ``shape``, drawn as ``RandomRain(...)(image)`` draws them (its
+    ``RainGenerator`` on the global CPU RNG) under ``seed``; the caller's global RNG state is restored."""
+    generator = _rain_generator(number_of_drops, length, slant)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return generator(shape, False)
+
+
+class RainStreaks(BatchedDegradation):
     """Synthetic rain: bright, slanted streaks added on top of the image (Rain100-style O = B + S).
 
     Streak placement comes from ``kornia.augmentation.RandomRain`` (parallel line drops of one
     length and slant per image). kornia writes its drops as a fixed gray value, which would darken
     bright pixels; here its drop mask becomes a streak layer S, softened with
     ``kornia.filters.gaussian_blur2d`` and screen-blended, 1 − (1 − B)(1 − a·S), so streaks only
-    brighten and the result stays in [0, 1].
+    brighten and the result stays in [0, 1]. Batched: :meth:`sample` draws kornia's drop parameters (its
+    ``RainGenerator``, under a seed from the sample's generator, as the per-sample code always has) and
+    :meth:`apply` rasterises every sample's drops at once with ``RandomRain.apply_transform``.
 
     Args:
         density: drops per pixel, fixed or a [low, high] range.
@@ -329,26 +445,40 @@ class RainStreaks:
             raise ValueError(f"length must be >= 1, got {length}")
         self.task = task
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        _, h, w = image.shape
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """``drops``, ``height``, ``width``: the drop count and the streaks' size; ``coordinates``: (N, 2) drop
+        positions in [0, 1], N = the most drops this density range gives at ``image_hw`` (rows past ``drops``
+        are padding); ``alpha``: the streak opacity."""
+        h, w = image_hw
         drops = max(1, int(round(_draw(self.density, generator) * h * w)))
         # kornia requires drops strictly shorter/narrower than the image
         length = (min(self.length[0], h - 1), min(self.length[1], h - 1))
         slant = (max(self.slant[0], -(w - 1)), min(self.slant[1], w - 1))
-        rain = RandomRain(number_of_drops=(drops, drops), drop_height=length, drop_width=slant, p=1.0)
-        with _seeded_global_rng(generator):
-            mask = rain(torch.zeros(1, 1, h, w, dtype=image.dtype)) > 0
-        streaks = gaussian_blur2d(mask.to(image.dtype), (3, 3), (0.6, 0.6))
-        streaks = streaks / streaks.amax().clamp_min(1e-6)
-        alpha = _draw(self.intensity, generator)
-        return (1 - (1 - image) * (1 - alpha * streaks[0])).clamp(0, 1)
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        drawn = _rain_parameters((drops, drops), length, slant, (1, 1, h, w), seed)
+        coordinates = torch.zeros(max(1, int(round(self.density[1] * h * w))), 2, dtype=torch.float32)
+        coordinates[:drops] = drawn["coordinates_factor"][0]
+        return {"drops": drawn["number_of_drops_factor"][0], "height": drawn["drop_height_factor"][0],
+                "width": drawn["drop_width_factor"][0], "coordinates": coordinates,
+                "alpha": _f64(_draw(self.intensity, generator))}
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        b, _, h, w = images.shape
+        kornia_params = {"number_of_drops_factor": params["drops"], "drop_height_factor": params["height"],
+                         "drop_width_factor": params["width"],
+                         "coordinates_factor": params["coordinates"].to(images.device, non_blocking=True)}
+        canvas = torch.zeros(b, 1, h, w, dtype=images.dtype, device=images.device)
+        mask = _RAIN_RASTERISER.apply_transform(canvas, kornia_params, flags={}) > 0
+        streaks = gaussian_blur2d(mask.to(images.dtype), (3, 3), (0.6, 0.6))
+        streaks = streaks / streaks.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+        return (1 - (1 - images) * (1 - _scalar(params["alpha"], images) * streaks)).clamp(0, 1)
 
     def __repr__(self) -> str:
         return _describe(self, density=self.density, length=self.length, slant=self.slant,
                          intensity=self.intensity, task=self.task)
 
 
-class Haze:
+class Haze(BatchedDegradation):
     """Haze by the atmospheric scattering model I = J·t + A·(1 − t), t = exp(−β·d) (Koschmieder;
     RESIDE's synthesis, Li et al. 2019), with a smooth random depth map d.
 
@@ -375,26 +505,34 @@ class Haze:
         self.smoothness = smoothness
         self.task = task
 
-    def transmission(self, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-        """A random smooth transmission map t ∈ (0, 1], shape (1, height, width)."""
-        coarse = torch.rand(1, 1, self.smoothness, self.smoothness, generator=generator)
-        depth = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)[0]
-        ramp = torch.linspace(1.0, 0.0, height).view(1, height, 1)
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """``coarse``: the (smoothness, smoothness) depth noise; ``mix``: its weight against the vertical ramp;
+        ``beta``: the scattering coefficient; ``airlight``: A."""
+        coarse = torch.rand(self.smoothness, self.smoothness, generator=generator)
         mix = _draw((0.3, 0.7), generator)
-        depth = mix * depth + (1 - mix) * ramp
-        depth = (depth - depth.amin()) / (depth.amax() - depth.amin()).clamp_min(1e-6)
-        return torch.exp(-_draw(self.beta, generator) * depth)
+        return {"coarse": coarse, "mix": _f64(mix), "beta": _f64(_draw(self.beta, generator)),
+                "airlight": _f64(_draw(self.airlight, generator))}
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        t = self.transmission(*image.shape[-2:], generator).to(image.dtype)
-        airlight = _draw(self.airlight, generator)
-        return (image * t + airlight * (1 - t)).clamp(0, 1)
+    def transmission(self, params: Params, height: int, width: int, device: torch.device | str = "cpu",
+                     ) -> torch.Tensor:
+        """The smooth transmission maps t ∈ (0, 1] of the collated ``params``, shape (B, 1, height, width)."""
+        coarse = params["coarse"].to(device, non_blocking=True)[:, None]
+        depth = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
+        ramp = torch.linspace(1.0, 0.0, height, device=device).view(1, 1, height, 1)
+        depth = _scalar(params["mix"], depth) * depth + _scalar(1 - params["mix"], depth) * ramp
+        low, high = depth.amin(dim=(1, 2, 3), keepdim=True), depth.amax(dim=(1, 2, 3), keepdim=True)
+        depth = (depth - low) / (high - low).clamp_min(1e-6)
+        return torch.exp(_scalar(-params["beta"], depth) * depth)
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        t = self.transmission(params, *images.shape[-2:], device=images.device).to(images.dtype)
+        return (images * t + _scalar(params["airlight"], images) * (1 - t)).clamp(0, 1)
 
     def __repr__(self) -> str:
         return _describe(self, beta=self.beta, airlight=self.airlight, smoothness=self.smoothness, task=self.task)
 
 
-class LowLight:
+class LowLight(BatchedDegradation):
     """Low-light synthesis: darkening I_low = g·I^γ (``kornia.enhance.adjust_gamma``), then sensor
     noise, Poisson-like shot noise of variance k·I_low plus Gaussian read noise (written here:
     kornia has no heteroscedastic noise model), as in Lv et al., IJCV 2021 / LLNet.
@@ -421,11 +559,20 @@ class LowLight:
         self.read_noise = _range(read_noise, "read_noise")
         self.task = task
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        dark = adjust_gamma(image.clamp(0, 1), _draw(self.gamma, generator), _draw(self.gain, generator))
-        variance = _draw(self.shot_noise, generator) * dark + _draw(self.read_noise, generator) ** 2
-        noise = torch.randn(image.shape, generator=generator, dtype=image.dtype) * variance.sqrt()
-        return (dark + noise).clamp(0, 1)
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """``gamma``, ``gain``, ``shot_noise``, ``read_variance`` (σ_read²); the noise is drawn in :meth:`apply`."""
+        gamma, gain = _draw(self.gamma, generator), _draw(self.gain, generator)
+        shot = _draw(self.shot_noise, generator)
+        return {"gamma": _f64(gamma), "gain": _f64(gain), "shot_noise": _f64(shot),
+                "read_variance": _f64(_draw(self.read_noise, generator) ** 2)}
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        if images.shape[0] == 1:  # kornia's Python-float branch, as the per-sample code has always run
+            dark = adjust_gamma(images.clamp(0, 1), float(params["gamma"][0]), float(params["gain"][0]))
+        else:  # its per-sample tensor branch (the same numbers but for integer γ: x³ vs pow(x, 3), 1 ulp)
+            dark = adjust_gamma(images.clamp(0, 1), params["gamma"].to(images), params["gain"].to(images))
+        variance = _scalar(params["shot_noise"], dark) * dark + _scalar(params["read_variance"], dark)
+        return (dark + _noise(images, generators) * variance.sqrt()).clamp(0, 1)
 
     def __repr__(self) -> str:
         return _describe(self, gamma=self.gamma, gain=self.gain, shot_noise=self.shot_noise,

@@ -74,7 +74,7 @@ def random_motion_trajectory(
         v = v + dv
         v = v / (abs(v) or 1.0) * step  # constant speed: the path length is exactly `length`
         x[t + 1] = x[t] + v
-    return torch.tensor([[p.real, p.imag] for p in x], dtype=torch.float64)
+    return torch.from_numpy(np.array(x, dtype=np.complex128).view(np.float64).reshape(num_steps, 2))
 
 
 def random_motion_kernel(

@@ -12,7 +12,6 @@ All functions take (C, H, W) tensors.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["pad_to_size", "random_crop_pair", "center_crop", "random_flip_rot_pair"]
 
@@ -21,16 +20,30 @@ def pad_to_size(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Reflect-pad a (C, H, W) image on the bottom/right to at least ``height`` × ``width``.
 
     Reflection keeps image statistics near the border (zeros would teach the network black
-    frames); when the image is too small to reflect once, the padding is repeated reflection.
+    frames); when the image is too small to reflect once, the padding is repeated reflection (a
+    1-pixel side is replicated). Done by gathering rows and columns (what ``F.pad(mode="reflect")``
+    does, pixel for pixel), so it works on uint8 crops as on float ones.
     """
-    while image.shape[-2] < height or image.shape[-1] < width:
-        ph = min(height - image.shape[-2], image.shape[-2] - 1) if image.shape[-2] < height else 0
-        pw = min(width - image.shape[-1], image.shape[-1] - 1) if image.shape[-1] < width else 0
-        if ph <= 0 and pw <= 0:  # a 1-pixel side cannot be reflected
-            return F.pad(image[None], (0, max(width - image.shape[-1], 0), 0, max(height - image.shape[-2], 0)),
-                         mode="replicate")[0]
-        image = F.pad(image[None], (0, max(pw, 0), 0, max(ph, 0)), mode="reflect")[0]
+    rows, cols = _padded_indices(image.shape[-2], height), _padded_indices(image.shape[-1], width)
+    if rows is not None:
+        image = image.index_select(-2, rows)
+    if cols is not None:
+        image = image.index_select(-1, cols)
     return image
+
+
+def _padded_indices(size: int, target: int) -> torch.Tensor | None:
+    """Source index of each position along an axis of ``size`` reflect-padded at the end to ``target``
+    (repeated reflection while one reflection is not enough; replicate for a 1-pixel axis); None: no padding."""
+    if size >= target:
+        return None
+    index = torch.arange(size)
+    while len(index) < target:
+        if len(index) == 1:
+            return index.repeat(target)
+        extra = min(target - len(index), len(index) - 1)
+        index = torch.cat([index, index.flip(0)[1:1 + extra]])
+    return index
 
 
 def _random_int(high: int, generator: torch.Generator | None) -> int:

@@ -41,7 +41,7 @@ FLOAT_TOLERANCE = 0.01
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
-def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
+def read_image(path: str | Path, channels: int | None = None, keep_uint8: bool = False) -> torch.Tensor:
     """Read an image file into a float tensor (C, H, W) in [0, 1].
 
     8-bit files are divided by 255, 16-bit ones (``I;16`` PNG/TIFF, PGM) by 65535, float TIFFs
@@ -51,17 +51,19 @@ def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
         path: image file.
         channels: 1 or 3 to convert (RGB → gray by ITU-R 601-2 luma, gray → 3 equal channels);
             ``None`` keeps gray as 1 channel and anything else as RGB (alpha dropped).
+        keep_uint8: 8-bit files come back as uint8 (C, H, W) 0–255, exactly 255 × the float image (a quarter
+            of the memory, for caches); other files as float in [0, 1] all the same.
 
     Raises:
         FileNotFoundError: the file does not exist.
         OSError: the file is unreadable or truncated; the message names the file.
         ValueError: values outside the range of its mode (named with the file).
     """
-    return torch.from_numpy(np.ascontiguousarray(_read_array(path, channels)[0])).permute(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(_read_array(path, channels, keep_uint8)[0])).permute(2, 0, 1)
 
 
-def _read_array(path: str | Path, channels: int | None) -> tuple[np.ndarray, str]:
-    """→ (float32 H×W×C in [0, 1], the file's PIL mode)."""
+def _read_array(path: str | Path, channels: int | None, keep_uint8: bool = False) -> tuple[np.ndarray, str]:
+    """→ (float32 H×W×C in [0, 1] — uint8 0–255 for 8-bit files with ``keep_uint8`` —, the file's PIL mode)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
@@ -70,13 +72,15 @@ def _read_array(path: str | Path, channels: int | None) -> tuple[np.ndarray, str
             img.load()  # force decoding now so a truncated file fails here, naming the file
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise OSError(f"Cannot read image {path}: {err}") from err
-    arr = _pil_to_array(img, channels, what=f"image {path}")  # decoded: usable after the file is closed
+    arr = _pil_to_array(img, channels, what=f"image {path}", keep_uint8=keep_uint8)  # usable after the file closes
     _check_not_empty(arr.shape, f"image {path}")
     return arr, img.mode
 
 
-def _pil_to_array(img: Image.Image, channels: int | None = None, what: str = "PIL image") -> np.ndarray:
-    """PIL image → float32 H×W×C in [0, 1] (C = 1 for gray modes, else 3), ``channels`` applied."""
+def _pil_to_array(img: Image.Image, channels: int | None = None, what: str = "PIL image",
+                  keep_uint8: bool = False) -> np.ndarray:
+    """PIL image → float32 H×W×C in [0, 1] (C = 1 for gray modes, else 3), ``channels`` applied; 8-bit modes as
+    uint8 0–255 with ``keep_uint8``."""
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     mode = img.mode
@@ -90,10 +94,9 @@ def _pil_to_array(img: Image.Image, channels: int | None = None, what: str = "PI
     elif mode == "F":
         arr = np.array(img, dtype=np.float32)  # a copy: PIL's buffer is read-only
         _check_float_range(arr, what)
-    elif mode in _GRAY_MODES or channels == 1:  # RGB → gray by PIL's ITU-R 601-2 luma, as before
-        arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    else:
-        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    else:  # 8 bits per sample; RGB → gray by PIL's ITU-R 601-2 luma, as before
+        arr = np.asarray(img.convert("L" if mode in _GRAY_MODES or channels == 1 else "RGB"))
+        arr = arr.copy() if keep_uint8 else arr.astype(np.float32) / 255.0  # a copy: PIL's buffer is read-only
     if arr.ndim == 2:
         arr = arr[..., None]
     if channels == 3 and arr.shape[2] == 1:  # not PIL's convert("RGB"): it clips 16-bit gray to white

@@ -169,8 +169,9 @@ def test_haze_raises_the_mean_towards_the_airlight_and_lowers_local_contrast():
     assert float(out.mean()) > float(img.mean())
     assert abs(float(out.mean()) - 0.9) < abs(float(img.mean()) - 0.9)
     assert _high_freq_energy(out) < _high_freq_energy(img)  # local contrast scaled by t < 1
-    t = Haze(beta=1.0).transmission(32, 32, _gen(0))
-    assert t.shape == (1, 32, 32) and 0 < t.min() and t.max() <= 1
+    haze = Haze(beta=1.0)
+    t = haze.transmission({k: v[None] for k, v in haze.sample(_gen(0), (32, 32)).items()}, 32, 32)
+    assert t.shape == (1, 1, 32, 32) and 0 < t.min() and t.max() <= 1
     assert _high_freq_energy(t) < 0.01  # a smooth map
 
 
