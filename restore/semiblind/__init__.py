@@ -13,28 +13,38 @@
 
     from restore.semiblind import deblur_semiblind, perturb_kernel, load_kernel
     k_hat = perturb_kernel(load_kernel("k.txt"), angle=30)
-    sharp, k = deblur_semiblind("blurry.png", k_hat, return_kernel=True)
+    result = deblur_semiblind("blurry.png", k_hat)   # .image, .kernel, .residual, .log
 """
 
 from restore.data.kernels import gaussian_kernel, load_kernel
-from restore.semiblind.api import PRIORS, check_inputs, deblur_semiblind
+from restore.semiblind.api import PRIORS, SemiBlindLog, SemiBlindResult, check_inputs, deblur_semiblind
 from restore.semiblind.baselines import edge_taper, richardson_lucy, wiener_deconvolution
 from restore.semiblind.kernel_refinement import (
-                                                KernelRefinementConfig,
-                                                kernel_is_trusted,
-                                                refine_kernel,
-                                                search_rotation,
+    KernelRefinement,
+    KernelRefinementConfig,
+    kernel_is_trusted,
+    refine_kernel,
+    search_rotation,
+    search_scale,
 )
 from restore.semiblind.kernels import as_kernel, disk_kernel, kernel_length, line_motion_kernel, perturb_kernel
 from restore.semiblind.operators import BlurOperator
-from restore.semiblind.plug_and_play import estimate_noise_sigma, hqs_deconvolution, load_denoiser
+from restore.semiblind.plug_and_play import (
+    PnPConfig,
+    TVConfig,
+    estimate_noise_sigma,
+    load_denoiser,
+    pnp_deconvolution,
+    tv_deconvolution,
+)
 from restore.semiblind.solver import FAST, PAPER, DeepResidualPrior, DRPConfig, config_from
 
 __all__ = [
-    "deblur_semiblind", "check_inputs", "PRIORS", "refine_kernel", "search_rotation", "KernelRefinementConfig",
+    "deblur_semiblind", "SemiBlindResult", "SemiBlindLog", "check_inputs", "PRIORS",
+    "refine_kernel", "search_scale", "search_rotation", "KernelRefinementConfig", "KernelRefinement",
     "kernel_is_trusted",
-    "hqs_deconvolution", "estimate_noise_sigma", "load_denoiser", "DeepResidualPrior", "DRPConfig", "PAPER", "FAST",
-    "config_from",
+    "tv_deconvolution", "pnp_deconvolution", "TVConfig", "PnPConfig", "estimate_noise_sigma", "load_denoiser",
+    "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
     "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
     "load_kernel", "as_kernel", "perturb_kernel", "line_motion_kernel", "gaussian_kernel", "disk_kernel",
     "kernel_length",

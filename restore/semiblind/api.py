@@ -7,21 +7,57 @@ Kernel refinement: :mod:`restore.semiblind.kernel_refinement`; priors: :mod:`res
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from restore.semiblind.kernel_refinement import KernelRefinementConfig, kernel_is_trusted
+from restore.semiblind.configs import with_overrides
+from restore.semiblind.kernel_refinement import KernelRefinement, KernelRefinementConfig, kernel_is_trusted
 from restore.semiblind.kernel_refinement import refine_kernel as refine_kernel_fn  # the name the argument takes
 from restore.semiblind.kernels import as_kernel
 from restore.semiblind.operators import BlurOperator
-from restore.semiblind.plug_and_play import hqs_deconvolution, load_denoiser
-from restore.semiblind.solver import DeepResidualPrior, config_from
+from restore.semiblind.plug_and_play import (
+    PnPConfig,
+    TVConfig,
+    estimate_noise_sigma,
+    load_denoiser,
+    pnp_deconvolution,
+    tv_deconvolution,
+)
+from restore.semiblind.solver import DeepResidualPrior, DRPConfig, config_from
 from restore.utils.image import from_tensor, to_tensor
 
-__all__ = ["deblur_semiblind", "check_inputs", "PRIORS"]
+__all__ = ["deblur_semiblind", "check_inputs", "PRIORS", "SemiBlindResult", "SemiBlindLog"]
 
 log = logging.getLogger("restore.semiblind")
+
+PRIORS = ("auto", "tv", "denoiser", "dip")
+
+
+@dataclass(frozen=True)
+class SemiBlindLog:
+    """How :func:`deblur_semiblind` made its image."""
+
+    prior: str  # the prior that made the image: "tv", "denoiser" or "dip" ("auto" resolved)
+    reason: str  # why that prior ("requested", or prior="auto"'s evidence)
+    refinement: KernelRefinement | None  # what the kernel refinement did (None: refine_kernel=False)
+    seconds: dict[str, float]  # wall time of "refine" and "restore"
+    history: list[dict[str, float]] = field(default_factory=list)  # prior="dip": one record per 25 iterations
+
+
+@dataclass(frozen=True)
+class SemiBlindResult:
+    """The one result of :func:`deblur_semiblind`, whatever the prior."""
+
+    image: Any  # the restored image, in the input's kind (path/PIL → PIL, numpy → numpy, tensor → tensor)
+    kernel: torch.Tensor  # the kernel used (refined or as given), float32 (kh', kw') on the CPU, sum 1
+    residual: torch.Tensor  # (1, C, H, W), signed: the residual net's r (prior="dip"), else y − valid(k⊗x)
+    log: SemiBlindLog
 
 
 def check_inputs(image: torch.Tensor, kernel: torch.Tensor, gt: torch.Tensor | None = None) -> None:
@@ -40,31 +76,29 @@ def check_inputs(image: torch.Tensor, kernel: torch.Tensor, gt: torch.Tensor | N
         raise ValueError(f"ground truth shape {tuple(gt.shape)} differs from the image shape {tuple(image.shape)}")
 
 
-PRIORS = ("auto", "tv", "denoiser", "dip")
+def _auto_prior(y: torch.Tensor, op: BlurOperator, denoiser: nn.Module, trusted: bool, kernel_state: str,
+                refine_cfg: KernelRefinementConfig, tv: TVConfig, pnp: PnPConfig, sigma: float,
+                seed: int) -> tuple[str, torch.Tensor, str]:
+    """``prior="auto"``: the learned prior only pays with an accurate kernel, TV otherwise.
 
-
-def _auto_prior(y: torch.Tensor, k: torch.Tensor, op: BlurOperator, kept: bool, refine_cfg: KernelRefinementConfig,
-                kernel_state: str, **hqs_kwargs: Any) -> tuple[str, torch.Tensor]:
-    """``prior="auto"``: the learned prior only pays with an accurate kernel, TV otherwise (README, semi-blind).
-
-    The learned prior when y gives no sign that the kernel is wrong
-    (:func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`) and its image stays near TV's: a kernel
+    The learned prior when y gives no sign that the kernel is wrong (``trusted``,
+    :func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`) and its image stays near TV's: a kernel
     error makes it fit the error into the image (artefacts TV does not make), so its image is dropped for TV's
-    when ‖x_learned − x_TV‖ > ``trust_departure`` · ‖x_TV − y‖ on the observed frame (kept dev runs,
-    kernels12, BSD400 128² and CBSD432 256²: exact kernels 0.25–0.76, wrong ones 0.70–1.96). Hand-written: a
-    model-selection rule of this toolkit. Returns (the prior used, the latent image); the choice is logged.
+    when ‖x_learned − x_TV‖ > ``trust_departure`` · ‖x_TV − y‖ on the observed frame. Hand-written: a
+    model-selection rule of this toolkit (thresholds set on BSD400 dev crops, ``docs/methods/semiblind.md``).
+    Returns (the prior used, the latent image, why); the choice is logged.
     """
-    x_tv = hqs_deconvolution(y, k, prior="tv", extended=True, **hqs_kwargs)
+    x_tv = tv_deconvolution(y, op, tv, sigma)
     chosen, x, why = "tv", x_tv, f"kernel {kernel_state}"
-    if kernel_is_trusted(y, k, kept, refine_cfg):
-        x_learned = hqs_deconvolution(y, k, prior="denoiser", extended=True, **hqs_kwargs)
+    if trusted:
+        x_learned = pnp_deconvolution(y, op, denoiser, pnp, sigma, seed)
         tv_image = op.crop_latent(x_tv)
         departure = float((op.crop_latent(x_learned) - tv_image).norm() / (tv_image - y).norm().clamp_min(1e-12))
         if departure <= refine_cfg.trust_departure:
             chosen, x = "denoiser", x_learned
         why += f"; the learned prior departs from TV by {departure:.2f} of TV's change to y"
     log.info("prior='auto': %s (%s)", chosen, why)
-    return chosen, x
+    return chosen, x, why
 
 
 def deblur_semiblind(
@@ -72,31 +106,30 @@ def deblur_semiblind(
     kernel: Any,
     seed: int = 0,
     *,
-    refine_kernel: bool = True,
     prior: str = "auto",
-    preset: str = "fast",
+    refine_kernel: bool = True,
+    refine: KernelRefinementConfig | Mapping[str, Any] | None = None,
+    tv: TVConfig | Mapping[str, Any] | None = None,
+    pnp: PnPConfig | Mapping[str, Any] | None = None,
+    dip: DRPConfig | str | Mapping[str, Any] = "fast",
+    denoiser: nn.Module | str | Path | None = None,
     device: str | torch.device | None = None,
     gt: Any = None,
-    return_kernel: bool = False,
-    return_residual: bool = False,
-    return_history: bool = False,
-    refine: dict | None = None,
-    **cfg: Any,
-) -> Any:
+) -> SemiBlindResult:
     """Semi-blind deblurring of ``image`` with the inaccurate ``kernel``.
 
     Two stages, neither of which sees a ground truth:
 
-    1. ``refine_kernel``: k̂ is a starting point — stretched or shortened along its motion by the factor of
-       highest marginal likelihood and rotated by the maximum-likelihood angle, then refined on a support
-       grown by a margin, tied to k̂, kept only if the marginal likelihood prefers it
+    1. ``refine_kernel``: k̂ is a starting point — rescaled along its motion by the factors of highest marginal
+       likelihood and rotated by the maximum-likelihood angle, then refined on a support grown by a margin,
+       tied to k̂, kept only if the marginal likelihood prefers it
        (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
     2. the image with the (refined) kernel and the chosen ``prior``: ``"auto"`` (the default: ``"denoiser"``
        when y gives no sign that the kernel is wrong, :func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`,
        and its image stays near TV's; else ``"tv"``), ``"tv"`` (HQS with total variation, seconds),
-       ``"denoiser"`` (DPIR-style plug-and-play with the model zoo's blind denoiser, tens of seconds; best with
-       an accurate kernel, worse than TV under kernel error) or ``"dip"`` (the deep residual prior of Tang et
-       al. 2023: DIP image net + residual net for what the kernel cannot explain; minutes).
+       ``"denoiser"`` (DPIR-style plug-and-play with a blind denoiser, tens of seconds; best with an accurate
+       kernel, worse than TV under kernel error) or ``"dip"`` (the deep residual prior of Tang et al. 2023:
+       DIP image net + residual net for what the kernel cannot explain; minutes).
 
     Args:
         image: blurry image — path, PIL image, numpy (H×W or H×W×C, uint8 or float in [0, 1]) or
@@ -104,25 +137,26 @@ def deblur_semiblind(
         kernel: (kh, kw) array/tensor summing to 1, or a path (.png normalised to sum 1, .txt, .npy).
         seed: seeds the networks and their inputs (``prior="dip"``) or the injected noise (``"denoiser"``);
             bitwise-reproducible on CPU.
+        prior: ``"auto"`` (default), ``"tv"``, ``"denoiser"`` or ``"dip"``.
         refine_kernel: refine k̂ first (default) or use it as it is.
-        prior: ``"auto"`` (default), ``"tv"``, ``"denoiser"`` or ``"dip"``; the choice of ``"auto"`` is logged
-            (logger ``restore.semiblind``, INFO).
-        preset: ``prior="dip"`` only: 'fast' (600 iterations) or 'paper' (the paper's networks, 2000 iterations).
+        refine: :class:`~restore.semiblind.kernel_refinement.KernelRefinementConfig`, or a dict of its fields.
+        tv: :class:`~restore.semiblind.plug_and_play.TVConfig` (or a dict of its fields) of the TV prior.
+        pnp: :class:`~restore.semiblind.plug_and_play.PnPConfig` (or a dict of its fields) of the learned prior.
+        dip: ``prior="dip"``: a :class:`~restore.semiblind.solver.DRPConfig`, a preset (``"fast"``: 600
+            iterations; ``"paper"``: the paper's networks, 2000 iterations) or a dict of overrides of ``"fast"``.
+        denoiser: the learned prior's network, or the path of a ``restore`` export or checkpoint to load (under
+            the same trust rules); default: the model zoo's blind denoiser for y's channels.
         device: default: the input tensor's device, else CUDA when available, else CPU.
         gt: ground truth (same kinds as ``image``), only for the DIP PSNR history — never for stopping.
-        return_kernel: also return the kernel used (refined or k̂), a float32 tensor (kh', kw') summing to 1.
-        return_residual: also return the residual r ((1, C, H, W), signed; ``prior="dip"``, else y − k⊗x).
-        return_history: also return the per-25-iteration DIP history (empty for the other priors).
-        refine: overrides of :class:`~restore.semiblind.kernel_refinement.KernelRefinementConfig`.
-        **cfg: overrides of :class:`~restore.semiblind.solver.DRPConfig` (``prior="dip"``) or keyword
-            arguments of :func:`~restore.semiblind.plug_and_play.hqs_deconvolution` (the other priors).
 
     Returns:
-        the restored image in the input's kind; with ``return_kernel``/``return_residual``/``return_history``
-        a tuple (image, kernel?, residual?, history?).
+        :class:`SemiBlindResult` (image, kernel, residual, log), always.
     """
     if prior not in PRIORS:
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    refine_cfg = with_overrides(KernelRefinementConfig(), refine)
+    tv_cfg, pnp_cfg = with_overrides(TVConfig(), tv), with_overrides(PnPConfig(), pnp)
+    dip_cfg = config_from(dip) if isinstance(dip, (str, DRPConfig)) else with_overrides(config_from("fast"), dip)
     y, kind = to_tensor(image)
     k = as_kernel(kernel)
     g = to_tensor(gt, channels=y.shape[1])[0] if gt is not None else None
@@ -132,34 +166,37 @@ def deblur_semiblind(
             "cuda" if torch.cuda.is_available() else "cpu")
     y = y.to(device)
     k = k.float().to(device)
-    if prior in ("auto", "denoiser") and cfg.get("denoiser_path") is not None:
-        load_denoiser(y.shape[1], cfg["denoiser_path"])  # a bad user file fails now, not after the refinement
-    refine_cfg = KernelRefinementConfig(**(refine or {}))
-    kept = True
+    net = None
+    if prior in ("auto", "denoiser"):  # loaded now: a bad user file fails before the refinement's seconds
+        net = denoiser if isinstance(denoiser, nn.Module) else load_denoiser(y.shape[1], denoiser)[0]
+    start = time.perf_counter()
+    refinement = None
     if refine_kernel:
-        k, kept = refine_kernel_fn(y, k, refine_cfg, return_kept=True)
+        refinement = refine_kernel_fn(y, k, refine_cfg)
+        k = refinement.kernel
         if k.shape[0] > y.shape[-2] or k.shape[1] > y.shape[-1]:
             raise ValueError(f"refined kernel ({k.shape[0]}×{k.shape[1]}) is larger than the image "
                              f"({y.shape[-2]}×{y.shape[-1]}): pass refine={{'margin': 0}} or a larger image")
-    history: list = []
+    refined = time.perf_counter()
+    history: list[dict[str, float]] = []
     if prior == "dip":
-        model = DeepResidualPrior(y, k, config_from(preset, **cfg), seed=seed)
+        model = DeepResidualPrior(y, k, dip_cfg, seed=seed)
         history = model.run(gt=g.to(device) if g is not None else None)
-        restored, residual = model.estimate(), model.residual()
+        restored, residual, reason = model.estimate(), model.residual(), "requested"
     else:
         op = BlurOperator(k, tuple(y.shape[-2:]))
+        sigma = estimate_noise_sigma(y.float())
         if prior == "auto":
-            prior, x = _auto_prior(y, k, op, kept, refine_cfg, "kept by the refinement" if kept and refine_kernel
-                                   else "changed or disputed by the refinement" if refine_kernel else "as given",
-                                   **{"seed": seed, **cfg})
+            kept = refinement.kept if refinement is not None else True
+            state = ("as given" if refinement is None else "kept by the refinement" if kept
+                     else "changed or disputed by the refinement")
+            trusted = kernel_is_trusted(y, k, kept, refine_cfg)
+            prior, x, reason = _auto_prior(y, op, net, trusted, state, refine_cfg, tv_cfg, pnp_cfg, sigma, seed)
+        elif prior == "tv":
+            x, reason = tv_deconvolution(y, op, tv_cfg, sigma), "requested"
         else:
-            x = hqs_deconvolution(y, k, prior=prior, extended=True, **{"seed": seed, **cfg})
+            x, reason = pnp_deconvolution(y, op, net, pnp_cfg, sigma, seed), "requested"
         restored, residual = op.crop_latent(x), y - op(x)
-    out = [from_tensor(restored, kind)]
-    if return_kernel:
-        out.append(k.detach().float().cpu())
-    if return_residual:
-        out.append(residual)
-    if return_history:
-        out.append(history)
-    return out[0] if len(out) == 1 else tuple(out)
+    seconds = {"refine": refined - start, "restore": time.perf_counter() - refined}
+    return SemiBlindResult(from_tensor(restored, kind), k.detach().float().cpu(), residual,
+                           SemiBlindLog(prior, reason, refinement, seconds, history))

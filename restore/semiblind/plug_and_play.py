@@ -1,31 +1,31 @@
 """Non-blind x-step with a known (refined) kernel: half-quadratic splitting with a TV or a learned prior.
 
-- ``prior="denoiser"``: plug-and-play HQS of DPIR (Zhang et al., "Plug-and-Play Image Restoration
+- :func:`pnp_deconvolution`: plug-and-play HQS of DPIR (Zhang et al., "Plug-and-Play Image Restoration
   with Deep Denoiser Prior", TPAMI 2021, Eq. 6–7 and Sec. 4.1): alternate
   x ← argmin ‖valid(k⊗x) − y‖² + α_i‖x − z‖² and z ← D_σi(x), with α_i = λσ_n²/σ_i² and σ_i
-  log-spaced from 49/255 down to the noise level σ_n. D is the model zoo's blind denoiser
-  (``denoise_gray`` / ``denoise_color``, see :func:`load_denoiser`). DPIR tells its denoiser σ_i by a
+  log-spaced from 49/255 down to the noise level σ_n. D is a blind denoiser (the model zoo's
+  ``denoise_gray`` / ``denoise_color``, :func:`load_denoiser`). DPIR tells its denoiser σ_i by a
   noise-level map; ours are blind, so σ_i is imposed by adding N(0, σ_i²) noise to the denoiser's input
   (seeded; averaged over ``draws``), as the stochastic denoising regulariser of Renaud et al., "Plug-and-Play
-  Image Restoration with Stochastic deNOising REgularization", ICML 2024, denoises x + σ·ξ, ξ ~ N(0, I).
-  Without it a blind denoiser sees the x-step's ringing as signal and barely acts: on 12 BSD400 dev crops
-  with the exact kernel, 22.32 dB plain vs 24.70 injected vs TV 24.44 (λ = 0.23, one draw). On 5 of them,
-  λ ∈ [0.1, 4] × 8–32 iterations × 1–4 draws averaged: λ = 0.35, 16 iterations, 4 draws best (26.13 dB;
-  DPIR's λ = 0.23 with one draw 24.66; TV 24.42).
-  The dev crops are BSD400 images, which the zoo denoiser was trained on: the test benchmark's are not.
-- ``prior="tv"``: the same splitting for isotropic TV (v = ∇x; x-step with
-  α‖∇x − v‖²; v ← soft-threshold), Wang et al., "A new alternating minimization algorithm for total
-  variation image reconstruction", SIAM J. Imaging Sci. 2008 (FTVd, Eq. 2.3–2.5).
+  Image Restoration with Stochastic deNOising REgularization", ICML 2024, denoises x + σ·ξ, ξ ~ N(0, I):
+  without it a blind denoiser takes the x-step's ringing for signal. Departure from DPIR: λ = 0.35 with
+  16 iterations and 4 draws (DPIR: λ = 0.23, 8 iterations), set on BSD400 dev crops
+  (``docs/methods/semiblind.md``).
+- :func:`tv_deconvolution`: the same splitting for isotropic TV (v = ∇x; x-step with α‖∇x − v‖²;
+  v ← soft-threshold), Wang et al., "A new alternating minimization algorithm for total variation image
+  reconstruction", SIAM J. Imaging Sci. 2008 (FTVd, Eq. 2.3–2.5).
 
 Unlike DPIR's FFT x-step (circular boundaries), the x-step here is the 'valid' model on the
 extended (H+kh−1)×(W+kw−1) domain (:class:`~restore.semiblind.operators.BlurOperator`), solved by
 conjugate gradients (hand-written, a dozen lines: torch has no CG for operators), so there is
-no boundary ringing and no edge-taper.
+no boundary ringing and no edge-taper. Both return x on that extended domain
+(``op.crop_latent(x)``: the observed frame).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -36,7 +36,8 @@ from torch import nn
 
 from restore.semiblind.operators import BlurOperator
 
-__all__ = ["hqs_deconvolution", "conjugate_gradient", "estimate_noise_sigma", "load_denoiser", "DENOISERS"]
+__all__ = ["tv_deconvolution", "pnp_deconvolution", "TVConfig", "PnPConfig", "conjugate_gradient",
+           "estimate_noise_sigma", "load_denoiser", "denoiser_channels", "DENOISERS"]
 
 # the model zoo's blind denoisers (restore/weights, AWGN σ ∈ [0, 50]) by image channels
 DENOISERS = {1: "denoise_gray", 3: "denoise_color"}
@@ -101,7 +102,15 @@ def load_denoiser(channels: int, path: str | Path | None = None) -> tuple[nn.Mod
             raise FileNotFoundError(f"denoiser weights not found: {path}")
         spec = str(path)
     net = _cached_denoiser(spec)
-    return net, int(net.net_config.get("in_channels", 1)) if hasattr(net, "net_config") else 1
+    return net, denoiser_channels(net)
+
+
+def denoiser_channels(net: nn.Module, default: int = 1) -> int:
+    """Input channels of a denoiser: its stored config's (a ``restore`` network), else ``in_channels``, else
+    ``default``."""
+    if hasattr(net, "net_config"):
+        return int(net.net_config.get("in_channels", 1))
+    return int(getattr(net, "in_channels", default))
 
 
 def _denoise(net: nn.Module, net_channels: int, x: torch.Tensor) -> torch.Tensor:
@@ -133,79 +142,92 @@ def _grad_adjoint(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def hqs_deconvolution(
-    y: torch.Tensor,
-    kernel: torch.Tensor,
-    prior: str = "denoiser",
-    iterations: int = 16,
-    sigma: float | None = None,
-    lam: float = 0.35,
-    tv_weight: float = 0.15,
-    cg_iterations: int = 15,
-    denoiser: nn.Module | None = None,
-    denoiser_path: str | Path | None = None,
-    inject_noise: bool = True,
-    draws: int = 4,
-    seed: int = 0,
-    extended: bool = False,
-    sigma_end: float | None = None,
-) -> torch.Tensor:
-    """Non-blind deconvolution of y with ``kernel`` on the 'valid' model; (1, C, H, W) → (1, C, H, W).
+@dataclass(frozen=True)
+class TVConfig:
+    """Settings of :func:`tv_deconvolution`."""
+
+    iterations: int = 16  # HQS iterations (β continuation over 4 decades)
+    # λ = tv_weight·σ_n in ½‖valid(k⊗x) − y‖² + λ‖∇x‖₁ (larger = smoother); best with the exact kernel on BSD400
+    # dev crops
+    tv_weight: float = 0.15
+    cg_iterations: int = 15  # conjugate-gradient iterations per x-step
+
+
+@dataclass(frozen=True)
+class PnPConfig:
+    """Settings of :func:`pnp_deconvolution` (λ, iterations and draws set on BSD400 dev crops)."""
+
+    iterations: int = 16  # HQS iterations (DPIR: 8)
+    lam: float = 0.35  # DPIR's λ (DPIR: 0.23)
+    cg_iterations: int = 15  # conjugate-gradient iterations per x-step
+    inject_noise: bool = True  # drive the blind denoiser at σ_i by adding N(0, σ_i²) to its input (SNORE)
+    draws: int = 4  # noise draws averaged per denoiser step (a Monte-Carlo estimate of SNORE's expectation)
+    sigma_end: float | None = None  # last σ_i of the schedule (default: σ_n); a larger one keeps the prior strong
+
+
+def _noise_level(y: torch.Tensor, sigma: float | None) -> float:
+    return max(sigma if sigma is not None else estimate_noise_sigma(y), 0.5 / 255)
+
+
+def tv_deconvolution(y: torch.Tensor, op: BlurOperator, config: TVConfig = TVConfig(),
+                     sigma: float | None = None) -> torch.Tensor:
+    """Isotropic-TV deconvolution by half-quadratic splitting (FTVd, Wang et al. 2008, Eq. 2.3–2.5).
 
     Args:
         y: blurry image (1, C, H, W) in [0, 1].
-        kernel: (kh, kw), sum 1.
-        prior: ``"denoiser"`` (DPIR-style plug-and-play) or ``"tv"``.
-        iterations: HQS iterations (DPIR: 8 for deblurring; 16 with λ = 0.35 and 4 draws on the dev crops).
-        sigma: noise level of y (default: estimated, :func:`estimate_noise_sigma`).
-        lam: DPIR's λ (``prior="denoiser"``; 0.35 chosen on BSD400 dev crops, see the module docstring).
-        tv_weight: ``prior="tv"``: λ = tv_weight·σ_n in ½‖valid(k⊗x) − y‖² + λ‖∇x‖₁ (larger = smoother;
-            0.15 was best with the exact kernel on BSD400 dev crops).
-        cg_iterations: conjugate-gradient iterations per x-step.
-        denoiser: a network to use instead of the shipped one (same channels as y, or 1).
-        denoiser_path: a ``restore`` export or checkpoint to load instead of the shipped one.
-        inject_noise: drive the blind denoiser at σ_i by adding N(0, σ_i²) to its input (see the module
-            docstring); ``False``: denoise x as it is.
-        draws: noise draws averaged per denoiser step (a Monte-Carlo estimate of SNORE's expectation; on the
-            dev crops at λ = 0.35, 2 draws 25.96 dB, 4 draws 26.13).
-        seed: seeds the injected noise (the result is deterministic for a given seed).
-        sigma_end: last σ_i of the denoiser schedule (default: σ_n); a larger one keeps the prior strong.
-        extended: return x on the extended domain (1, C, H+kh−1, W+kw−1) instead of the observed frame.
+        op: the blur operator of the kernel on y's frame (``BlurOperator(kernel, (H, W))``).
+        config: :class:`TVConfig`.
+        sigma: noise level of y (default: :func:`estimate_noise_sigma`); λ = ``tv_weight``·σ.
+
+    Returns:
+        x on the extended domain (1, C, H+kh−1, W+kw−1), in [0, 1].
     """
-    if prior not in ("denoiser", "tv"):
-        raise ValueError(f"prior must be 'denoiser' or 'tv', got {prior!r}")
     y = y.float()
-    kernel = kernel.to(y.device, torch.float32)
-    op = BlurOperator(kernel, tuple(y.shape[-2:]))
-    sigma_n = max(sigma if sigma is not None else estimate_noise_sigma(y), 0.5 / 255)
+    sigma_n = _noise_level(y, sigma)
     aty = op.adjoint(y)
     x = op.pad_image(y)
-    if prior == "denoiser":
-        if denoiser is None:
-            net, net_c = load_denoiser(y.shape[1], denoiser_path)
-        else:
-            net, net_c = denoiser, getattr(denoiser, "in_channels", y.shape[1])
-        net = net.to(y.device)
-        generator = torch.Generator(device=y.device).manual_seed(seed)
-        s_end = max(sigma_n, sigma_end or 0.0)
-        sigmas = np.geomspace(max(49 / 255, s_end), s_end, iterations)
-        z = x
-        for s in sigmas:
-            alpha = lam * sigma_n**2 / float(s) ** 2
-            x = conjugate_gradient(lambda v: op.adjoint(op(v)) + alpha * v, aty + alpha * z, x, cg_iterations)
-            if inject_noise:
-                z = sum(_denoise(net, net_c, x + float(s) * torch.randn(x.shape, generator=generator, device=x.device,
-                                                                       dtype=x.dtype)) for _ in range(draws)) / draws
-            else:
-                z = _denoise(net, net_c, x.clamp(0, 1))
-        return (z if extended else op.crop_latent(z)).clamp(0, 1)
-    # isotropic TV: λ‖∇x‖ with λ = tv_weight·σ_n (the weight follows the noise), β continuation over 4 decades
-    lam_tv = tv_weight * sigma_n
-    for beta in np.geomspace(1e-2, 1e2, iterations) * lam_tv:
+    lam_tv = config.tv_weight * sigma_n
+    for beta in np.geomspace(1e-2, 1e2, config.iterations) * lam_tv:
         gx, gy = _grad(x)
         mag = torch.sqrt(gx**2 + gy**2).clamp_min(1e-12)
         shrink = (mag - lam_tv / beta).clamp_min(0) / mag
         vx, vy = gx * shrink, gy * shrink
         b = aty + beta * _grad_adjoint(vx, vy)
-        x = conjugate_gradient(lambda v: op.adjoint(op(v)) + beta * _grad_adjoint(*_grad(v)), b, x, cg_iterations)
-    return (x if extended else op.crop_latent(x)).clamp(0, 1)
+        x = conjugate_gradient(lambda v: op.adjoint(op(v)) + beta * _grad_adjoint(*_grad(v)), b, x,
+                               config.cg_iterations)
+    return x.clamp(0, 1)
+
+
+def pnp_deconvolution(y: torch.Tensor, op: BlurOperator, denoiser: nn.Module, config: PnPConfig = PnPConfig(),
+                      sigma: float | None = None, seed: int = 0) -> torch.Tensor:
+    """Plug-and-play HQS with a blind denoiser (DPIR, Zhang et al. 2021, Eq. 6–7), driven by injected noise.
+
+    Args:
+        y: blurry image (1, C, H, W) in [0, 1].
+        op: the blur operator of the kernel on y's frame (``BlurOperator(kernel, (H, W))``).
+        denoiser: a blind denoiser (:func:`load_denoiser`) with C input channels or 1 (then per channel).
+        config: :class:`PnPConfig`.
+        sigma: noise level of y (default: :func:`estimate_noise_sigma`).
+        seed: seeds the injected noise (the result is deterministic for a given seed).
+
+    Returns:
+        x on the extended domain (1, C, H+kh−1, W+kw−1), in [0, 1].
+    """
+    y = y.float()
+    sigma_n = _noise_level(y, sigma)
+    aty = op.adjoint(y)
+    x = op.pad_image(y)
+    net, net_c = denoiser.to(y.device), denoiser_channels(denoiser, y.shape[1])
+    generator = torch.Generator(device=y.device).manual_seed(seed)
+    s_end = max(sigma_n, config.sigma_end or 0.0)
+    z = x
+    for s in np.geomspace(max(49 / 255, s_end), s_end, config.iterations):
+        alpha = config.lam * sigma_n**2 / float(s) ** 2
+        x = conjugate_gradient(lambda v: op.adjoint(op(v)) + alpha * v, aty + alpha * z, x, config.cg_iterations)
+        if config.inject_noise:
+            z = sum(_denoise(net, net_c, x + float(s) * torch.randn(x.shape, generator=generator, device=x.device,
+                                                                   dtype=x.dtype))
+                    for _ in range(config.draws)) / config.draws
+        else:
+            z = _denoise(net, net_c, x.clamp(0, 1))
+    return z.clamp(0, 1)

@@ -116,7 +116,7 @@ class SemiBlindDeblurModule(L.LightningModule):
         self.name = dm.name
         kernel = dm.kernel
         if self.refine_kernel:
-            kernel = refine_kernel(dm.blurry, kernel, KernelRefinementConfig(**self.refine))
+            kernel = refine_kernel(dm.blurry, kernel, KernelRefinementConfig(**self.refine)).kernel
         self.kernel = kernel.float().cpu()
         self.solver = DeepResidualPrior(dm.blurry, kernel, self.cfg, seed=self.seed)
 

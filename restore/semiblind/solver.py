@@ -25,39 +25,28 @@ Departures from the official code, each fixing a pitfall:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from restore.metrics.shift_aligned import image_quality
+from restore.semiblind.configs import with_overrides
 from restore.semiblind.networks import SkipNet
 from restore.semiblind.operators import BlurOperator
 
 __all__ = ["DRPConfig", "DeepResidualPrior", "PAPER", "FAST", "dct2", "idct2", "total_variation"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DRPConfig:
-    """Hyper-parameters. Networks, z, lr and iterations default to the paper's (``PAPER``);
-    ``FAST`` is the 2-core CPU preset. The weights are per-pixel means, tuned here: the paper's
-    λ₁=5e-7, λ₂=5e-5, TV 2 belong to the official code's mixed mean/sum normalisation and, used
-    as is, let s absorb the whole residual (threshold ≈ 0) and TV flatten x. Converting them as
-    "summed priors over a mean data term" (per-pixel weight λ·N) is not an option either: for
-    N = 256², λ₂·N ≈ 3.3 puts r's soft threshold at 1.6 (> any residual, so r ≡ 0) and 2·N makes
-    x constant.
-
-    Limits (measured, see benchmarks/semiblind.py): with the exact kernel the method beats
-    Wiener/RL by several dB. Under gross kernel error (line kernel L 20 → 35 px, or θ + 30°) the
-    objective itself does not favour the sharp image: x_true has *both* a larger TV and a larger
-    ‖y − k̂⊗x‖₁ (the residual r would have to carry) than x = y, the blurry input (Set12 05, 96²:
-    TV 0.105 vs 0.037, mean residual 0.056 vs 0.050 for L+15; 0.074 vs 0.065 for θ+30), so no
-    choice of (λ₂, w_tv) makes it the minimiser; the DIP bias does not rescue it within
-    our iteration budgets (x ends below the blurry input, as every baseline does). The s-step,
-    being a closed-form minimiser re-solved every step, absorbs most of a kernel-error residual
-    (which is DCT-sparse) before the slowly trained r can (λ₁ large → r correlates ≈0.75 with
-    the true (k−k̂)⊗x + n instead of ≤0.2), without improving x either."""
+    """Hyper-parameters. Networks, z, lr and iterations default to the paper's (``PAPER``); ``FAST`` is the
+    2-core CPU preset. The weights are per-pixel means, set here: the paper's λ₁=5e-7, λ₂=5e-5, TV 2 belong to
+    the official code's mixed mean/sum normalisation and, used as is, let s absorb the whole residual (threshold
+    ≈ 0) and TV flatten x; converting them as summed priors over a mean data term (λ·N per pixel) makes r ≡ 0 and
+    x constant. Under gross kernel error the objective itself does not favour the sharp image (measurements:
+    ``docs/methods/semiblind.md``)."""
 
     iterations: int = 2000
     lr: float = 5e-4
@@ -77,8 +66,7 @@ class DRPConfig:
 
 
 PAPER = DRPConfig()
-# 600 iterations: a 256² gray image took 287 s (0.48 s/iteration) on one CPU thread;
-# at 96² with the exact kernel the running average reaches 22.2 dB at 500 iterations (Wiener 17.5).
+# the 2-core CPU preset: 600 iterations, a narrower image net (minutes for a 256² gray image on one thread)
 FAST = DRPConfig(iterations=600, lr=2e-3, image_channels=(32, 32, 32, 32, 32), image_skip=4)
 
 
@@ -251,8 +239,4 @@ def config_from(base: DRPConfig | str | None = None, **overrides: Any) -> DRPCon
         base = FAST
     elif not isinstance(base, DRPConfig):
         raise ValueError(f"preset must be 'paper', 'fast' or a DRPConfig, got {base!r}")
-    known = {f.name for f in fields(DRPConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
-    return DRPConfig(**{**asdict(base), **overrides})
+    return with_overrides(base, overrides)

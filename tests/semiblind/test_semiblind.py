@@ -13,11 +13,18 @@ from restore.metrics.shift_aligned import image_quality
 from restore.semiblind import (
     BlurOperator,
     DeepResidualPrior,
+    KernelRefinementConfig,
+    PnPConfig,
+    SemiBlindResult,
+    TVConfig,
     config_from,
     deblur_semiblind,
     line_motion_kernel,
     perturb_kernel,
+    pnp_deconvolution,
     richardson_lucy,
+    search_scale,
+    tv_deconvolution,
     wiener_deconvolution,
 )
 
@@ -25,8 +32,13 @@ from restore.semiblind import (
 def psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
     return image_quality(x, gt)["psnr"]
 
-TINY = dict(preset="fast", image_channels=(8, 8, 8, 8, 8), image_skip=2, residual_channels=(8, 8, 8, 8, 8),
-            residual_skip=2, device="cpu")
+TINY = dict(image_channels=(8, 8, 8, 8, 8), image_skip=2, residual_channels=(8, 8, 8, 8, 8), residual_skip=2)
+
+
+def tv_image(y: torch.Tensor, k: torch.Tensor, config: TVConfig = TVConfig()) -> torch.Tensor:
+    """TV deconvolution of y with k on y's frame."""
+    op = BlurOperator(k.float(), tuple(y.shape[-2:]))
+    return op.crop_latent(tv_deconvolution(y, op, config))
 
 
 def _scene(size: int = 48, channels: int = 1, seed: int = 0) -> torch.Tensor:
@@ -84,7 +96,7 @@ def test_exact_kernel_fits_and_wrong_kernel_uses_residual():
     k = _asym_kernel()
     x_ext = _scene(40 + 6)
     y, gt, _ = _blur(x_ext, k)
-    cfg = config_from("fast", **{k_: v for k_, v in TINY.items() if k_ not in ("preset", "device")}, iterations=150)
+    cfg = config_from("fast", **TINY, iterations=150)
     exact = DeepResidualPrior(y, k.float(), cfg, seed=0)
     hist = exact.run(log_every=150)
     assert hist[-1]["data"] < 5e-4
@@ -97,12 +109,12 @@ def test_exact_kernel_fits_and_wrong_kernel_uses_residual():
 def test_seeded_runs_are_bitwise_reproducible_and_kinds_round_trip():
     k = np.ones((3, 3)) / 9
     img = (_scene(32, 3)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    a = deblur_semiblind(img, k, seed=3, iterations=4, prior="dip", refine_kernel=False, **TINY)
-    b = deblur_semiblind(img, k, seed=3, iterations=4, prior="dip", refine_kernel=False, **TINY)
+    a = deblur_semiblind(img, k, seed=3, prior="dip", refine_kernel=False, dip={**TINY, "iterations": 4}).image
+    b = deblur_semiblind(img, k, seed=3, prior="dip", refine_kernel=False, dip={**TINY, "iterations": 4}).image
     assert a.dtype == np.uint8 and a.shape == img.shape and np.array_equal(a, b)
-    t, r = deblur_semiblind(torch.from_numpy(img[..., 0] / 255.0).float()[None], k, iterations=2, prior="dip",
-                            refine_kernel=False, return_residual=True, **TINY)
-    assert t.shape == (1, 32, 32) and r.shape == (1, 1, 32, 32)
+    result = deblur_semiblind(torch.from_numpy(img[..., 0] / 255.0).float()[None], k, prior="dip",
+                              refine_kernel=False, dip={**TINY, "iterations": 2}, device="cpu")
+    assert result.image.shape == (1, 32, 32) and result.residual.shape == (1, 1, 32, 32)
 
 
 @pytest.mark.parametrize("image, kernel, match", [
@@ -115,7 +127,7 @@ def test_seeded_runs_are_bitwise_reproducible_and_kinds_round_trip():
 ])
 def test_bad_inputs_name_the_problem(image, kernel, match):
     with pytest.raises(ValueError, match=match):
-        deblur_semiblind(image, kernel, iterations=1, prior="dip", **TINY)
+        deblur_semiblind(image, kernel, prior="dip", dip={**TINY, "iterations": 1}, device="cpu")
 
 
 def test_lightning_run_writes_outputs(tmp_path):
@@ -129,9 +141,8 @@ def test_lightning_run_writes_outputs(tmp_path):
     Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(tmp_path / "gt.png")
     np.savetxt(tmp_path / "k.txt", np.ones((1, 5)) / 5)
     dm = SingleImageDataModule(tmp_path / "blurry.png", tmp_path / "k.txt", gt=tmp_path / "gt.png")
-    tiny = {k: v for k, v in TINY.items() if k not in ("preset", "device")}
     model = SemiBlindDeblurModule(output_dir=str(tmp_path / "run"), log_every=1, refine={"outer_iterations": 1},
-                                  **tiny)
+                                  **TINY)
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, accelerator="cpu",
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, dm)
@@ -143,8 +154,7 @@ def test_lightning_run_writes_outputs(tmp_path):
 
 
 def test_residual_lr_sets_its_own_param_group():
-    cfg = config_from("fast", **{k_: v for k_, v in TINY.items() if k_ not in ("preset", "device")},
-                      residual_lr=1e-4, iterations=1)
+    cfg = config_from("fast", **TINY, residual_lr=1e-4, iterations=1)
     model = DeepResidualPrior(torch.rand(1, 1, 32, 32), torch.ones(3, 3) / 9, cfg, seed=0)
     opt = torch.optim.Adam(model.parameters_groups(), lr=cfg.lr)
     assert [g["lr"] for g in opt.param_groups] == [cfg.lr, 1e-4]
@@ -174,30 +184,33 @@ def test_rotation_search_recovers_the_angle_of_a_rotated_kernel():
 
 
 def test_refined_kernel_is_a_kernel_on_a_grown_support_and_exact_kernel_is_kept_without_refinement_steps():
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
+    from restore.semiblind.kernel_refinement import refine_kernel
 
     y, _, k, _ = _camera_shake_problem()
     # (the scale search assumes natural-image statistics; this smooth noise texture has none: off here)
-    kr = refine_kernel(y, k, KernelRefinementConfig(outer_iterations=2, k_iterations=10, x_iterations=4, scale=False))
+    kr = refine_kernel(y, k, KernelRefinementConfig(outer_iterations=2, k_iterations=10, x_iterations=4,
+                                                    scale=False)).kernel
     assert kr.shape == (13, 13) and float(kr.min()) >= 0 and abs(float(kr.sum()) - 1) < 1e-5
-    kept = refine_kernel(y, k, KernelRefinementConfig(outer_iterations=0, rotation=False, scale=False))
+    kept = refine_kernel(y, k, KernelRefinementConfig(outer_iterations=0, rotation=False, scale=False)).kernel
     assert torch.allclose(kept[2:-2, 2:-2], k / k.sum(), atol=1e-6) and float(kept.sum()) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("prior", ["tv", "denoiser"])
 def test_hqs_priors_beat_the_blurry_input_with_the_exact_kernel(prior):
-    from restore.semiblind.plug_and_play import hqs_deconvolution
+    from restore.semiblind.plug_and_play import load_denoiser
 
     y, gt, k, _ = _camera_shake_problem()
-    x = hqs_deconvolution(y, k, prior=prior, iterations=8)
-    assert x.shape == y.shape and psnr(x, gt) > psnr(y, gt) + 1
+    op = BlurOperator(k, tuple(y.shape[-2:]))
+    x = (tv_deconvolution(y, op, TVConfig(iterations=8)) if prior == "tv" else
+         pnp_deconvolution(y, op, load_denoiser(1)[0], PnPConfig(iterations=8)))
+    assert x.shape[-2:] == op.ext_hw and psnr(op.crop_latent(x), gt) > psnr(y, gt) + 1
 
 
 def test_api_returns_the_refined_kernel_and_rejects_unknown_priors():
     y, _, _, k_hat = _camera_shake_problem(size=40, angle=30)
-    out, k = deblur_semiblind(y[0], k_hat, prior="tv", return_kernel=True, refine={"outer_iterations": 1},
-                              device="cpu")
-    assert out.shape == y[0].shape and float(k.min()) >= 0 and abs(float(k.sum()) - 1) < 1e-5
+    result = deblur_semiblind(y[0], k_hat, prior="tv", refine={"outer_iterations": 1}, device="cpu")
+    k = result.kernel
+    assert result.image.shape == y[0].shape and float(k.min()) >= 0 and abs(float(k.sum()) - 1) < 1e-5
     with pytest.raises(ValueError, match="prior must be one of"):
         deblur_semiblind(y[0], k_hat, prior="bm3d")
 
@@ -220,28 +233,28 @@ def test_denoiser_prior_uses_the_model_zoo_denoisers_and_names_a_missing_file(tm
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         load_denoiser(1, tmp_path / "nowhere.safetensors")
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):  # before the refinement's seconds
-        deblur_semiblind(torch.rand(1, 1, 40, 40), torch.ones(5, 5) / 25,
-                         denoiser_path=tmp_path / "nowhere.safetensors")
+        deblur_semiblind(torch.rand(1, 1, 40, 40), torch.ones(5, 5) / 25, denoiser=tmp_path / "nowhere.safetensors")
 
 
 def test_noise_injection_drives_the_blind_denoiser_and_is_seeded():
     """A blind denoiser takes the x-step's ringing for signal; adding N(0, σ_i²) makes it act (SNORE)."""
-    from restore.semiblind.plug_and_play import hqs_deconvolution
+    from restore.semiblind.plug_and_play import load_denoiser
 
     y, gt = _photo_problem(line_motion_kernel(15, 30.0), size=96)
-    k = torch.from_numpy(line_motion_kernel(15, 30.0)).float()
-    injected = hqs_deconvolution(y, k, prior="denoiser", iterations=8, seed=0)
-    plain = hqs_deconvolution(y, k, prior="denoiser", iterations=8, inject_noise=False)
-    assert psnr(injected, gt) > psnr(plain, gt) + 0.5
-    assert torch.equal(injected, hqs_deconvolution(y, k, prior="denoiser", iterations=8, seed=0))
-    assert not torch.equal(injected, hqs_deconvolution(y, k, prior="denoiser", iterations=8, seed=1))
+    op = BlurOperator(torch.from_numpy(line_motion_kernel(15, 30.0)).float(), tuple(y.shape[-2:]))
+    net, cfg = load_denoiser(1)[0], PnPConfig(iterations=8)
+    injected = pnp_deconvolution(y, op, net, cfg, seed=0)
+    plain = pnp_deconvolution(y, op, net, PnPConfig(iterations=8, inject_noise=False))
+    assert psnr(op.crop_latent(injected), gt) > psnr(op.crop_latent(plain), gt) + 0.5
+    assert torch.equal(injected, pnp_deconvolution(y, op, net, cfg, seed=0))
+    assert not torch.equal(injected, pnp_deconvolution(y, op, net, cfg, seed=1))
 
 
 def test_grown_support_is_capped_so_the_refined_kernel_fits_the_image():
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
+    from restore.semiblind.kernel_refinement import refine_kernel
 
-    kr = refine_kernel(torch.rand(1, 1, 24, 24), torch.ones(21, 21) / 441,
-                       KernelRefinementConfig(rotation=False, outer_iterations=1, k_iterations=2, x_iterations=2))
+    cfg = KernelRefinementConfig(rotation=False, outer_iterations=1, k_iterations=2, x_iterations=2)
+    kr = refine_kernel(torch.rand(1, 1, 24, 24), torch.ones(21, 21) / 441, cfg).kernel
     assert kr.shape == (23, 23) and abs(float(kr.sum()) - 1) < 1e-5
 
 
@@ -274,13 +287,13 @@ def test_rescale_kernel_changes_the_length_along_the_motion_only():
 
 
 def test_scale_search_shortens_a_too_long_kernel_and_keeps_exact_and_smeared_ones():
-    from restore.semiblind.kernel_refinement import gaussian_marginal_nll, search_scale
+    from restore.semiblind.kernel_refinement import gaussian_marginal_nll
     from restore.semiblind.kernels import kernel_length
 
     k = line_motion_kernel(15, 20.0)
     y, _ = _photo_problem(k)
     too_long = torch.from_numpy(perturb_kernel(k, length=12)).float()
-    found, factor = search_scale(y, too_long)
+    found, factor = search_scale(y, too_long)[:2]
     assert factor < 1 and abs(kernel_length(found.numpy()) - kernel_length(k)) < 0.5 * (
         kernel_length(too_long.numpy()) - kernel_length(k))
     # the marginal likelihood prefers the true kernel to the too-long one
@@ -310,14 +323,13 @@ def test_scale_search_recovers_the_factor_of_a_proportionally_stretched_camera_s
     """perturb_kernel's length error stretches the path in both directions: the search must undo it
     (an along-the-motion-only search left k̂ too thick and kept it; BSD68 test001, k12: −4.8 dB)."""
     from restore.data.kernels import random_motion_kernel
-    from restore.semiblind.kernel_refinement import search_scale
     from restore.semiblind.kernels import kernel_length
 
     k = random_motion_kernel(17, torch.Generator().manual_seed(3), extent=0.9).double().numpy()
     y, _ = _photo_problem(k)
     too_long = torch.from_numpy(perturb_kernel(k, length=extra)).float()
     true_factor = kernel_length(k) / kernel_length(too_long.numpy())
-    found, factor = search_scale(y, too_long)
+    found, factor = search_scale(y, too_long)[:2]
     assert factor == pytest.approx(true_factor, abs=0.1)
     assert kernel_length(found.numpy()) == pytest.approx(kernel_length(k), rel=0.2)
 
@@ -326,32 +338,31 @@ def test_low_band_likelihood_does_not_shrink_a_smeared_kernel_the_full_band_one_
     """A smeared k̂ lacks y's high frequencies; the full-band likelihood repairs that by shrinking it.
     (With a heavier smear, σ = 2 px, the low band shrinks it too at this angle, sharpened rivals or not: a known
     limit.)"""
-    from restore.semiblind.kernel_refinement import search_scale
-
     k = line_motion_kernel(19, 35.0)
     y, _ = _photo_problem(k)
     smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5)).float()
-    assert search_scale(y, smeared)[1] == 1.0
-    assert search_scale(y, smeared, max_frequency=None, margin=0.0, sharpen_powers=(), gcv_max_frequency=None)[1] < 1.0
+    assert search_scale(y, smeared).factor == 1.0
+    full_band = KernelRefinementConfig(scale_max_frequency=None, scale_margin=0.0, sharpen_powers=(),
+                                       gcv_max_frequency=None)
+    assert search_scale(y, smeared, full_band).factor < 1.0
 
 
 def test_a_sharpened_rival_vetoes_shrinking_a_heavily_smeared_kernel():
     """A σ = 2 px smear fools the low band into shortening k̂ (factor 0.5); the same path sharpened, k̂^p,
     explains y better than any rescaling, so the length search keeps k̂. A too-long k̂ is still shortened."""
-    from restore.semiblind.kernel_refinement import search_scale
-
     k = line_motion_kernel(19, 0.0)
     y, _ = _photo_problem(k)
     smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=2.0)).float()
-    assert search_scale(y, smeared, sharpen_powers=(), gcv_max_frequency=None)[1] < 1.0
-    assert search_scale(y, smeared, sharpen_powers=(1.5, 2, 3), gcv_max_frequency=None)[1] == 1.0
+    no_gcv = KernelRefinementConfig(gcv_max_frequency=None)
+    assert search_scale(y, smeared, KernelRefinementConfig(sharpen_powers=(), gcv_max_frequency=None)).factor < 1.0
+    assert search_scale(y, smeared, no_gcv).factor == 1.0  # the default rivals (1.5, 2, 3)
     too_long = torch.from_numpy(perturb_kernel(k, length=15)).float()
-    assert search_scale(y, too_long, sharpen_powers=(1.5, 2, 3))[1] < 0.8
+    assert search_scale(y, too_long).factor < 0.8
 
 
 def test_refinement_config_reaches_the_length_search():
     """KernelRefinementConfig.scale_max_frequency is the search's, not only its default (it was ignored)."""
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, _search_scale_and_rotation
+    from restore.semiblind.kernel_refinement import _search_scale_and_rotation
 
     k = line_motion_kernel(19, 35.0)
     y, _ = _photo_problem(k)
@@ -359,23 +370,21 @@ def test_refinement_config_reaches_the_length_search():
     low_band = KernelRefinementConfig(rotation=False)
     full_band = KernelRefinementConfig(rotation=False, scale_max_frequency=None, sharpen_powers=(),
                                        gcv_max_frequency=None)
-    assert torch.equal(_search_scale_and_rotation(y, smeared, low_band, None)[0], smeared)
-    shrunk = _search_scale_and_rotation(y, smeared, full_band, None)[0]
+    assert torch.equal(_search_scale_and_rotation(y, smeared, low_band, None).kernel, smeared)
+    shrunk = _search_scale_and_rotation(y, smeared, full_band, None).kernel
     assert shrunk.sum(0).gt(1e-6).sum() < smeared.sum(0).gt(1e-6).sum()
 
 
 def test_refinement_does_not_spoil_an_exact_kernel():
     """Joint MAP's free-form steps reshape a correct kernel (−1.6 dB here without the likelihood check)."""
     from restore.data.kernels import random_motion_kernel
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
-    from restore.semiblind.plug_and_play import hqs_deconvolution
+    from restore.semiblind.kernel_refinement import refine_kernel
 
     k = random_motion_kernel(15, torch.Generator().manual_seed(1), extent=0.9).double().numpy()
     y, gt = _photo_problem(k, size=96)
     exact = torch.from_numpy(k).float()
-    refined = refine_kernel(y, exact, KernelRefinementConfig(outer_iterations=3))
-    exact_psnr = psnr(hqs_deconvolution(y, exact, prior="tv"), gt)
-    assert psnr(hqs_deconvolution(y, refined, prior="tv"), gt) >= exact_psnr - 0.3
+    refined = refine_kernel(y, exact, KernelRefinementConfig(outer_iterations=3)).kernel
+    assert psnr(tv_image(y, refined), gt) >= psnr(tv_image(y, exact), gt) - 0.3
 
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -402,14 +411,13 @@ def _dev_crop_problem(stem: str, kernel_name: str, size: int = 128, folder: str 
 def test_free_form_steps_keep_an_exact_kernel_on_a_real_dev_crop():
     """BSD400 test_100 (a dev image), kernels12 k09, exact: the free-form kernel beat the exact one by
     0.005 nats/px — within the prior's error — and cost 3 dB; the likelihood margin keeps the exact kernel."""
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, refine_kernel
-    from restore.semiblind.plug_and_play import hqs_deconvolution
+    from restore.semiblind.kernel_refinement import refine_kernel
 
     y, gt, k = _dev_crop_problem("test_100", "kernels12_k09")
-    exact_psnr = psnr(hqs_deconvolution(y, k, prior="tv"), gt)
+    exact_psnr = psnr(tv_image(y, k), gt)
     for margin, lost in ((0.0, True), (KernelRefinementConfig.likelihood_margin, False)):
-        refined = refine_kernel(y, k, KernelRefinementConfig(likelihood_margin=margin))
-        assert (psnr(hqs_deconvolution(y, refined, prior="tv"), gt) < exact_psnr - 1.0) == lost, margin
+        refined = refine_kernel(y, k, KernelRefinementConfig(likelihood_margin=margin)).kernel
+        assert (psnr(tv_image(y, refined), gt) < exact_psnr - 1.0) == lost, margin
 
 
 def test_auto_prior_takes_the_learned_prior_only_for_a_kernel_the_refinement_kept(caplog):
@@ -417,21 +425,22 @@ def test_auto_prior_takes_the_learned_prior_only_for_a_kernel_the_refinement_kep
     import logging
 
     from restore.data.kernels import random_motion_kernel
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, kernel_is_trusted, refine_kernel
+    from restore.semiblind.kernel_refinement import kernel_is_trusted, refine_kernel
 
     k = random_motion_kernel(15, torch.Generator().manual_seed(1), extent=0.9).double().numpy()
     y, gt = _photo_problem(k, size=96)
     cfg = KernelRefinementConfig(outer_iterations=3)
     for name, k_hat, trusted in [("exact", k, True), ("smear", perturb_kernel(k, gaussian_sigma=1.5), False),
                                  ("angle", perturb_kernel(k, angle=30), False)]:
-        refined, kept = refine_kernel(y, torch.from_numpy(k_hat).float(), cfg, return_kept=True)
-        assert kept == trusted and kernel_is_trusted(y, refined, kept, cfg) == trusted, name
+        r = refine_kernel(y, torch.from_numpy(k_hat).float(), cfg)
+        assert r.kept == trusted and kernel_is_trusted(y, r.kernel, r.kept, cfg) == trusted, name
     # the API's choice (without refinement only the sharpness check speaks, which keeps this test short)
     with caplog.at_level(logging.INFO, logger="restore.semiblind"):
         auto = deblur_semiblind(y, k, refine_kernel=False, device="cpu")
-    assert "prior='auto': denoiser" in caplog.text
-    assert torch.equal(auto, deblur_semiblind(y, k, refine_kernel=False, prior="denoiser", device="cpu"))
-    assert psnr(auto, gt) > psnr(deblur_semiblind(y, k, refine_kernel=False, prior="tv", device="cpu"), gt)
+    assert "prior='auto': denoiser" in caplog.text and auto.log.prior == "denoiser"
+    assert torch.equal(auto.image, deblur_semiblind(y, k, refine_kernel=False, prior="denoiser", device="cpu").image)
+    assert psnr(auto.image, gt) > psnr(deblur_semiblind(y, k, refine_kernel=False, prior="tv", device="cpu").image,
+                                       gt)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (BSD400, kernels12)")
@@ -442,10 +451,10 @@ def test_sharpness_check_distrusts_a_smeared_kernel_the_refinement_kept():
 
     y, _, k = _dev_crop_problem("test_010", "kernels12_k09")
     smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5, seed=0)).float()
-    refined, kept = refine_kernel(y, smeared, return_kept=True)
-    assert kept and not kernel_is_trusted(y, refined, kept)
-    refined, kept = refine_kernel(y, k, return_kept=True)
-    assert kept and kernel_is_trusted(y, refined, kept)
+    r = refine_kernel(y, smeared)
+    assert r.kept and not kernel_is_trusted(y, r.kernel, r.kept)
+    r = refine_kernel(y, k)
+    assert r.kept and kernel_is_trusted(y, r.kernel, r.kept)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (BSD400, kernels12)")
@@ -453,16 +462,14 @@ def test_length_search_margins_shorten_a_modestly_too_long_kernel_and_keep_a_sme
     """BSD400 dev crops: k11 at length +15 gains less than the former 0.04 nats/px margin from its shortening
     (kept too long: −3.0 dB as is); k10 smeared by 1.5 px gains about as much from a shrink, but its sharpening
     comes within ``rival_margin`` of that — a smear, kept."""
-    from restore.semiblind.kernel_refinement import search_scale
-
     y, _, k = _dev_crop_problem("test_010", "kernels12_k11")
     too_long = torch.from_numpy(perturb_kernel(k, length=15, seed=0)).float()
-    assert search_scale(y, too_long, margin=0.04)[1] == 1.0
-    assert search_scale(y, too_long)[1] < 0.8
+    assert search_scale(y, too_long, KernelRefinementConfig(scale_margin=0.04)).factor == 1.0
+    assert search_scale(y, too_long).factor < 0.8
     y, _, k = _dev_crop_problem("test_100", "kernels12_k10")
     smeared = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.5, seed=0)).float()
-    assert search_scale(y, smeared, rival_margin=0.0, gcv_max_frequency=None)[1] < 0.8
-    assert search_scale(y, smeared, gcv_max_frequency=None)[1] == 1.0
+    assert search_scale(y, smeared, KernelRefinementConfig(rival_margin=0.0, gcv_max_frequency=None)).factor < 0.8
+    assert search_scale(y, smeared, KernelRefinementConfig(gcv_max_frequency=None)).factor == 1.0
 
 
 def test_gcv_score_prefers_the_true_kernel_and_ignores_its_translation():
@@ -489,33 +496,28 @@ def test_gcv_check_keeps_a_smeared_kernel_the_likelihood_would_shrink():
     the grid reaches lower). GCV prefers k̂ to the shrink, so the search keeps it; a too-long k̂ of the same
     image is still shortened. The dispute is reported, so that the refinement does not count k̂ as kept (for
     ``prior="auto"``)."""
-    from restore.semiblind.kernel_refinement import (
-        KernelRefinementConfig,
-        _search_scale_and_rotation,
-        gcv_score,
-        search_scale,
-    )
+    from restore.semiblind.kernel_refinement import _search_scale_and_rotation, gcv_score
 
     y, _, k = _dev_crop_problem("05", "kernels12_k12", folder="denoise/Set12")
     estimate = torch.from_numpy(perturb_kernel(k, gaussian_sigma=1.0, shift=1.0, noise=0.1, seed=0)).float()
-    factors = (0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.25)
-    shrunk, factor = search_scale(y, estimate, factors, gcv_max_frequency=None)
-    assert factor < 0.7
-    assert gcv_score(y, shrunk, 0.25) > gcv_score(y, estimate, 0.25)
-    kernel, factor, disputed = search_scale(y, estimate, factors, return_disputed=True)
-    assert kernel is estimate and factor == 1.0 and disputed
-    assert search_scale(y, k, factors, return_disputed=True)[2] is False  # exact: no dispute
-    kernel, disputed = _search_scale_and_rotation(y, estimate, KernelRefinementConfig(scale_factors=factors,
-                                                                                      rotation=False), None)
-    assert kernel is estimate and disputed
+    wide = KernelRefinementConfig(scale_factors=(0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.25))
+    shrunk = search_scale(y, estimate, KernelRefinementConfig(scale_factors=wide.scale_factors, gcv_max_frequency=None))
+    assert shrunk.factor < 0.7
+    assert gcv_score(y, shrunk.kernel, 0.25) > gcv_score(y, estimate, 0.25)
+    found = search_scale(y, estimate, wide)
+    assert found.kernel is estimate and found.factor == 1.0 and found.disputed
+    assert search_scale(y, k, wide).disputed is False  # exact: no dispute
+    searched = _search_scale_and_rotation(y, estimate, KernelRefinementConfig(scale_factors=wide.scale_factors,
+                                                                             rotation=False), None)
+    assert searched.kernel is estimate and searched.disputed
     too_long = torch.from_numpy(perturb_kernel(k, length=15, seed=0)).float()
-    assert search_scale(y, too_long, factors)[1] < 0.7
+    assert search_scale(y, too_long, wide).factor < 0.7
 
 
 def test_rms_radius_and_long_kept_kernels_skip_the_sharpness_check():
     """A straight L-px line has RMS radius √((L² − 1)/12); a kept kernel at least ``trust_radius`` long is trusted
     without the sharpness check (which has no power on it), a short smeared one still fails that check."""
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, kernel_is_trusted, rms_radius
+    from restore.semiblind.kernel_refinement import kernel_is_trusted, rms_radius
 
     line = torch.zeros(25, 31, dtype=torch.float64)
     line[12, 3:28] = 1.0
@@ -546,9 +548,11 @@ def test_auto_prior_drops_the_learned_image_when_it_departs_from_tv(caplog):
     with caplog.at_level(logging.INFO, logger="restore.semiblind"):
         auto = deblur_semiblind(y, smeared, refine_kernel=False, refine=forced, device="cpu")
     assert "prior='auto': tv" in caplog.text and "departs from TV by" in caplog.text
-    tv = deblur_semiblind(y, smeared, refine_kernel=False, prior="tv", device="cpu")
-    assert torch.equal(auto, tv)
-    assert psnr(tv, gt) > psnr(deblur_semiblind(y, smeared, refine_kernel=False, prior="denoiser", device="cpu"), gt)
+    assert auto.log.prior == "tv" and "departs from TV by" in auto.log.reason
+    tv = deblur_semiblind(y, smeared, refine_kernel=False, prior="tv", device="cpu").image
+    assert torch.equal(auto.image, tv)
+    learned = deblur_semiblind(y, smeared, refine_kernel=False, prior="denoiser", device="cpu").image
+    assert psnr(tv, gt) > psnr(learned, gt)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="restore.semiblind"):
         deblur_semiblind(y, k, refine_kernel=False, refine=forced, device="cpu")
@@ -558,12 +562,77 @@ def test_auto_prior_drops_the_learned_image_when_it_departs_from_tv(caplog):
 def test_a_rotated_kernel_is_not_shortened_after_its_rotation_is_undone():
     """A 17-px line given rotated by 30°: the rotation search undoes it, and the resampled kernel then "gains"
     0.021 nats/px by halving — above the 0.015 margin for k̂ as given, so the search after a rotation keeps the
-    former 0.04 (at 0.015 the kernel came back 11² and the README's example fell below its blurry input)."""
-    from restore.semiblind.kernel_refinement import KernelRefinementConfig, _search_scale_and_rotation
+    former 0.04 (at 0.015 the kernel came back 11² and the docs' example fell below its blurry input)."""
+    from restore.semiblind.kernel_refinement import _search_scale_and_rotation
 
     k = line_motion_kernel(17, 30.0)
     y, _ = _photo_problem(k)
     rotated = torch.from_numpy(perturb_kernel(k, angle=30)).float()
-    assert _search_scale_and_rotation(y, rotated, KernelRefinementConfig(), None)[0].shape == rotated.shape
+    assert _search_scale_and_rotation(y, rotated, KernelRefinementConfig(), None).kernel.shape == rotated.shape
     lax = KernelRefinementConfig(scale_margin_rotated=KernelRefinementConfig.scale_margin)
-    assert _search_scale_and_rotation(y, rotated, lax, None)[0].shape[0] < rotated.shape[0]
+    assert _search_scale_and_rotation(y, rotated, lax, None).kernel.shape[0] < rotated.shape[0]
+
+
+@pytest.mark.parametrize("prior", ["auto", "tv", "denoiser", "dip"])
+def test_every_prior_returns_one_result_shape(prior):
+    """One result object whatever the prior: image in the input's kind, the kernel used, the residual, and a log
+    that names the prior that made the image, why, and what the refinement did."""
+    y, _, _, k_hat = _camera_shake_problem(size=40, angle=30)
+    img = y[0, 0].numpy()
+    result = deblur_semiblind(img, k_hat, prior=prior, refine={"outer_iterations": 1, "k_iterations": 5},
+                              dip={**TINY, "iterations": 2}, device="cpu")
+    assert isinstance(result, SemiBlindResult)
+    assert isinstance(result.image, np.ndarray) and result.image.shape == img.shape
+    assert result.residual.shape == (1, 1, 40, 40) and abs(float(result.kernel.sum()) - 1) < 1e-5
+    assert result.log.prior in ("tv", "denoiser", "dip") and (prior == "auto" or result.log.prior == prior)
+    assert result.log.reason.startswith("kernel ") if prior == "auto" else result.log.reason == "requested"
+    assert torch.equal(result.kernel, result.log.refinement.kernel.cpu())
+    assert set(result.log.seconds) == {"refine", "restore"} and (len(result.log.history) > 0) == (prior == "dip")
+    if prior != "dip":  # y − k⊗x: what the kernel leaves of y, small for a deconvolution that fits
+        assert float(result.residual.abs().mean()) < 0.1 * float(y.mean())
+    plain = deblur_semiblind(img, k_hat, prior="tv", refine_kernel=False, device="cpu")
+    assert plain.log.refinement is None and torch.equal(plain.kernel, k_hat)
+
+
+def test_the_kernel_is_wrapped_into_one_operator_and_the_caller_passes_the_denoiser(monkeypatch):
+    """prior="auto" with a trusted kernel runs TV and the learned prior: both use the one BlurOperator the API
+    builds, and the network it was given (nothing loaded behind its back)."""
+    from restore.semiblind import operators, plug_and_play
+
+    y, _, k, _ = _camera_shake_problem(size=40)
+    built, init = [], operators.BlurOperator.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(args)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(operators.BlurOperator, "__init__", counting_init)
+
+    class Counting(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Counting.calls += 1
+            return x
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the solver loaded a denoiser itself")
+
+    monkeypatch.setattr(plug_and_play, "load_denoiser", no_loading)
+    result = deblur_semiblind(y, k, prior="auto", refine_kernel=False, denoiser=Counting(), device="cpu",
+                              refine={"trust_margin": -1.0, "trust_departure": 1e9}, pnp={"iterations": 3, "draws": 2})
+    assert result.log.prior == "denoiser" and Counting.calls == 3 * 2
+    assert len(built) == 1
+
+
+def test_settings_take_objects_or_dicts_and_unknown_fields_are_named():
+    y, _, k, _ = _camera_shake_problem(size=40)
+    a = deblur_semiblind(y, k, prior="tv", refine_kernel=False, tv=TVConfig(iterations=4), device="cpu")
+    b = deblur_semiblind(y, k, prior="tv", refine_kernel=False, tv={"iterations": 4}, device="cpu")
+    assert torch.equal(a.image, b.image)
+    with pytest.raises(TypeError, match=r"unknown TVConfig option\(s\) \['iters'\]; known: .*'iterations'"):
+        deblur_semiblind(y, k, prior="tv", tv={"iters": 4})
+    with pytest.raises(TypeError, match="KernelRefinementConfig"):
+        deblur_semiblind(y, k, refine={"scale_margins": 0.1})
+    with pytest.raises(TypeError, match="expected a PnPConfig or a dict"):
+        deblur_semiblind(y, k, pnp=TVConfig())
