@@ -34,7 +34,7 @@ depend on offers them for arbitrary blocks.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,8 @@ from torch import nn
 
 from restore.models.unet import RestorationUNet, _stage, pad_to_multiple
 
-__all__ = ["ResFFTBlock", "FourierKernelEstimator", "DeepRFTNet", "RevColumns", "fft_conv2d", "kernel_images"]
+__all__ = ["ResFFTBlock", "FourierKernelEstimator", "KernelSpectrum", "DeepRFTNet", "RevColumns", "fft_conv2d",
+           "kernel_images", "window_starts", "window_weights"]
 
 BlockFactory = Callable[..., nn.Module]
 
@@ -141,11 +142,70 @@ class ResFFTBlock(nn.Module):
         return x + self.drop_path(self.spatial(x) + freq)
 
 
+class KernelSpectrum(NamedTuple):
+    """The FKE's kernel spectra, one per estimator window (what :func:`kernel_images` turns into pictures).
+
+    Attributes:
+        spectrum: (B, N, C, h, w//2 + 1) complex, N windows in row-major order over a ``grid``.
+        size: (h, w), the padded window's size (``irfft2``'s ``s=``).
+        grid: (rows, columns) of windows.
+    """
+
+    spectrum: torch.Tensor
+    size: tuple[int, int]
+    grid: tuple[int, int]
+
+    def centre(self) -> torch.Tensor:
+        """(B, C, h, w//2 + 1): the spectrum of the window at the middle of the grid."""
+        rows, cols = self.grid
+        return self.spectrum[:, (rows // 2) * cols + cols // 2]
+
+
+def window_starts(size: int, window: int, overlap: int) -> list[int]:
+    """Offsets of the estimator windows along one axis, as the official ``KernelEstimator.grids``: windows of
+    ``min(size, window)`` pixels every ``window − overlap``, the last moved back to end at the border."""
+    k = min(size, window)
+    if not 0 <= overlap < k:
+        raise ValueError(f"window overlap must be in [0, {k}) for windows of {k} px, got {overlap}")
+    starts, i = [], 0
+    while i + k < size:
+        starts.append(i)
+        i += k - overlap
+    return starts + [size - k]
+
+
+def window_weights(starts: Sequence[int], k: int, hard: bool, dtype: torch.dtype = torch.float32,
+                   device: torch.device | None = None) -> list[torch.Tensor]:
+    """Each window's blending weights along one axis (length ``k``).
+
+    Soft (``hard=False``, the official ``grids_inverse``): a linear ramp, ``linspace(0, 1)`` in and
+    ``linspace(1, 0)`` out, over each overlap with a neighbour; the weights are summed, not normalised.
+    Hard (the official ``window_partitionx``/``window_reversex``, used in training): every pixel from the first
+    window that covers it.
+    """
+    weights = []
+    for j, start in enumerate(starts):
+        w = torch.ones(k, dtype=dtype, device=device)
+        if j > 0 and (over := starts[j - 1] + k - start) > 0:
+            w[:over] = 0.0 if hard else torch.linspace(0.0, 1.0, over, dtype=dtype, device=device)
+        if not hard and j < len(starts) - 1 and (over := start + k - starts[j + 1]) > 0:
+            w[k - over:] *= torch.linspace(1.0, 0.0, over, dtype=dtype, device=device)
+        weights.append(w)
+    return weights
+
+
 class FourierKernelEstimator(nn.Module):
     """DeepRFTv2's Fourier kernel estimator (FKE): kernel-level learning from a decoder feature.
 
-    x = Conv1×1(d), y = Conv1×1(d); r₀ = Conv1×1([Re; Im] rfft2(x, ortho)); K = Conv1×1_{C→2C}(LN(R(r₀)))
-    read as K_re + i·K_im; f = irfft2(rfft2(y) ⊙ K, s=(H, W)); f' = Conv1×1([f; d]).
+    x = Conv1×1(d), y = Conv1×1(d); per window (below): x and y replicate-padded by ``pad``;
+    r₀ = Conv1×1([Re; Im] rfft2(x, ortho)); K = Conv1×1_{C→2C}(LN(R(r₀))) read as K_re + i·K_im;
+    f = irfft2(rfft2(y) ⊙ K, s=) cropped back; f' = Conv1×1([f; d]).
+
+    As the official ``KernelEstimator`` runs it: a feature larger than ``window`` on either side is cut into
+    windows of ``window``² (one kernel per window; ``window_overlap`` px overlap and linear blending at
+    inference, non-overlapping windows in training, :func:`window_starts`, :func:`window_weights`), and each
+    window is replicate-padded by ``pad`` before the FFTs (the circular product then wraps the padding, not the
+    far border) and cropped after.
 
     Args:
         dim: channels C of the decoder feature.
@@ -154,17 +214,26 @@ class FourierKernelEstimator(nn.Module):
         width: R's width at its first level (doubling per level).
         domain: ``"fourier"`` (the FKE) or ``"spatial"``, the ablation with identical parameters: R reads
             [x; y] in the image domain and the head's two halves modulate y (f = y·a + b) instead of
-            convolving it with an estimated kernel.
+            convolving it with an estimated kernel (same windows and padding).
+        pad: replicate padding of each window, px (official 32 at full scale; 0: none, circular borders).
+        window: window side above which the feature is cut into windows (official 512 at full scale);
+            ``None``: one window, the whole feature.
+        window_overlap: overlap of neighbouring windows at inference (official 128).
 
-    Shapes: d (B, C, H, W) → (f' (B, C, H, W), K (B, C, H, W//2+1) complex64, or None for ``spatial``).
+    Shapes: d (B, C, H, W) → (f' (B, C, H, W), :class:`KernelSpectrum` or None for ``spatial``).
     """
 
     def __init__(self, dim: int, block: BlockFactory, levels: int = 4, width: int = 16,
-                 domain: str = "fourier") -> None:
+                 domain: str = "fourier", pad: int = 32, window: int | None = 512, window_overlap: int = 128) -> None:
         super().__init__()
         if domain not in ("fourier", "spatial"):
             raise ValueError(f"domain must be 'fourier' or 'spatial', got {domain!r}")
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+        if window is not None and not 0 <= window_overlap < window:
+            raise ValueError(f"window_overlap must be in [0, window={window}), got {window_overlap}")
         self.domain = domain
+        self.pad, self.window, self.window_overlap = pad, window, window_overlap
         self.to_x = nn.Conv2d(dim, dim, 1)
         self.to_y = nn.Conv2d(dim, dim, 1)
         self.r0 = nn.Conv2d(2 * dim, dim, 1)
@@ -179,19 +248,52 @@ class FourierKernelEstimator(nn.Module):
             self.head.bias.zero_()
             self.head.bias[:dim] = 1.0
 
-    def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h, w = d.shape[-2:]
-        x, y = self.to_x(d), self.to_y(d)
+    def windows(self, h: int, w: int) -> tuple[list[int], list[int], int, int]:
+        """(row starts, column starts, window height, window width) for an h × w feature."""
+        if self.window is None or (h <= self.window and w <= self.window):
+            return [0], [0], h, w
+        overlap = 0 if self.training else self.window_overlap
+        return (window_starts(h, self.window, overlap), window_starts(w, self.window, overlap),
+                min(h, self.window), min(w, self.window))
+
+    def estimate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One batch of (padded) windows: x, y (N, C, h, w) → (f (N, C, h, w), K (N, C, h, w//2+1) or None)."""
         if self.domain == "spatial":
             a, b = self.head(self.norm(self.encoder(self.r0(torch.cat([x, y], dim=1))))).chunk(2, dim=1)
-            return self.fuse(torch.cat([y * a + b, d], dim=1)), None
-        with _fp32(d):
+            return y * a + b, None
+        with _fp32(x):
             spec = torch.fft.rfft2(_full(x), norm="ortho")
-        r = self.encoder(self.r0(torch.cat([spec.real, spec.imag], dim=1).to(d.dtype)))
+        r = self.encoder(self.r0(torch.cat([spec.real, spec.imag], dim=1).to(x.dtype)))
         k_re, k_im = _full(self.head(self.norm(r))).chunk(2, dim=1)
         kernel = torch.complex(k_re, k_im)
-        f = fft_conv2d(y, kernel).to(d.dtype)
-        return self.fuse(torch.cat([f, d], dim=1)), kernel
+        return fft_conv2d(y, kernel).to(x.dtype), kernel
+
+    def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, KernelSpectrum | None]:
+        b, c, h, w = d.shape
+        x, y = self.to_x(d), self.to_y(d)  # pointwise: the same on the whole feature as per window
+        rows, cols, kh, kw = self.windows(h, w)
+        p = self.pad
+
+        def cut(t: torch.Tensor) -> torch.Tensor:
+            parts = torch.cat([t[..., i:i + kh, j:j + kw] for i in rows for j in cols])
+            return F.pad(parts, (p, p, p, p), mode="replicate") if p else parts
+
+        f, kernel = self.estimate(cut(x), cut(y))
+        f = f[..., p:p + kh, p:p + kw]
+        if len(rows) * len(cols) > 1:
+            hard = self.training or self.window_overlap == 0
+            wh = window_weights(rows, kh, hard, f.dtype, f.device)
+            ww = window_weights(cols, kw, hard, f.dtype, f.device)
+            merged = f.new_zeros(b, c, h, w)
+            parts = f.unflatten(0, (len(rows) * len(cols), b))
+            for n, ((i, wi), (j, wj)) in enumerate((r, cl) for r in zip(rows, wh) for cl in zip(cols, ww)):
+                merged[..., i:i + kh, j:j + kw] += parts[n] * (wi[:, None] * wj[None, :])
+            f = merged
+        spectrum = None
+        if kernel is not None:
+            spectrum = KernelSpectrum(kernel.unflatten(0, (len(rows) * len(cols), b)).transpose(0, 1),
+                                      (kh + 2 * p, kw + 2 * p), (len(rows), len(cols)))
+        return self.fuse(torch.cat([f, d], dim=1)), spectrum
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -400,6 +502,9 @@ class DeepRFTNet(nn.Module):
         estimator: ``"fourier"`` (the FKE), ``"spatial"`` (the no-FKE ablation, identical parameter count) or
             ``None`` (the sub-U-Net's own reconstruction from d).
         estimator_levels, estimator_width: the FKE's spectral encoder (4 levels in the paper).
+        estimator_pad, estimator_window, estimator_window_overlap: the full-resolution FKE's replicate padding,
+            window and window overlap (official: 32, 512, 128; see :class:`FourierKernelEstimator`); each
+            coarser scale halves them, as the official does.
         columns: RevCol columns after each sub-U-Net's encoder (0: none).
         reversible: recompute the columns' activations in backward (training memory; same gradients).
         min_alpha: lower bound on the columns' |α|.
@@ -424,6 +529,9 @@ class DeepRFTNet(nn.Module):
         estimator: str | None = "fourier",
         estimator_levels: int = 2,
         estimator_width: int = 8,
+        estimator_pad: int = 32,
+        estimator_window: int | None = 512,
+        estimator_window_overlap: int = 128,
         columns: int = 0,
         reversible: bool = False,
         min_alpha: float = 0.1,
@@ -446,9 +554,16 @@ class DeepRFTNet(nn.Module):
         self.columns = nn.ModuleList(
             RevColumns(block, width, list(enc_blocks) + [middle_blocks], ks, columns, reversible, min_alpha)
             for _ in range(scales))
-        self.estimators = nn.ModuleList(
-            FourierKernelEstimator(width, block, estimator_levels, estimator_width, estimator)
-            if estimator else nn.Identity() for _ in range(scales))
+        def fke(s: int) -> nn.Module:
+            if not estimator:
+                return nn.Identity()
+            f = 2 ** (scales - 1 - s)  # scale s is 1/f of the full resolution
+            return FourierKernelEstimator(width, block, estimator_levels, estimator_width, estimator,
+                                          pad=estimator_pad // f,
+                                          window=None if estimator_window is None else estimator_window // f,
+                                          window_overlap=estimator_window_overlap // f)
+
+        self.estimators = nn.ModuleList(fke(s) for s in range(scales))
         self.estimator = estimator
         # the coarser scale's [f'; image] → the finer scale's stem resolution and width
         self.fuses = nn.ModuleList(
@@ -538,10 +653,9 @@ class DeepRFTNet(nn.Module):
     @torch.no_grad()
     def estimate_kernels(self, x: torch.Tensor, crop: int | None = 65) -> list[torch.Tensor]:
         """The estimated kernels of every scale, coarse → fine: (B, C, crop, crop) images in [0, 1]
-        (|irfft2(K)| per channel, centred; see :func:`kernel_images`). Empty for ``estimator != "fourier"``."""
+        (|irfft2(K)| per channel, centred; see :func:`kernel_images`); of the middle window where the estimator
+        cuts the image into windows. Empty for ``estimator != "fourier"``."""
         if self.estimator != "fourier":
             return []
-        xp = pad_to_multiple(x, self.size_multiple)
-        _, kernels = self._run(xp)
-        sizes = [t.shape[-2:] for t in self._inputs(xp)]
-        return [kernel_images(k, tuple(size), crop) for k, size in zip(kernels, sizes)]
+        _, kernels = self._run(pad_to_multiple(x, self.size_multiple))
+        return [kernel_images(k.centre(), k.size, crop) for k in kernels]
