@@ -257,9 +257,122 @@ def quality(args: argparse.Namespace, extra: list[str]) -> None:
                   f"SSIM {statistics.mean(ss):.4f} [{min(ss):.4f}–{max(ss):.4f}]  input {vals[0]['psnr_input']:.2f}")
 
 
+# -- the simulator's kernels against the held-out ones ---------------------------------------------------------
+def _kernel_stats(kernel) -> dict:
+    """Size and shape of a kernel: principal-axis length of its support (> 5 % of the peak) and RMS radius (px),
+    elongation √(λ_min/λ_max) of its coordinate covariance (0 a line, 1 round), and support pixels per px of
+    length (≈ 1–2 for a thin straight path, more for a curled or thick one)."""
+    import numpy as np
+
+    from restore.semiblind.kernels import kernel_length, rms_radius
+
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k / k.sum()
+    yy, xx = np.indices(k.shape)
+    cy, cx = (yy * k).sum(), (xx * k).sum()
+    dy, dx = (yy - cy).ravel(), (xx - cx).ravel()
+    cov = np.array([[np.sum(k.ravel() * dx * dx), np.sum(k.ravel() * dx * dy)],
+                    [np.sum(k.ravel() * dx * dy), np.sum(k.ravel() * dy * dy)]])
+    low, high = np.linalg.eigvalsh(cov)
+    length = kernel_length(k)
+    return {"length": length, "rms": rms_radius(k), "elongation": float(np.sqrt(max(low, 0.0) / high)),
+            "fill": float((k > 0.05 * k.max()).sum() / length)}
+
+
+def _held_out_kernels() -> dict:
+    import numpy as np
+
+    from restore.data import load_kernel
+
+    kernels = {f"k{i:02d}": load_kernel(SHARED / "kernels" / f"kernels12_k{i:02d}.txt").numpy() for i in range(9, 13)}
+    for i in (1, 2):
+        kernels[f"large {i}"] = np.asarray(load_kernel(SHARED / "kernels" / f"k_large_{i}.png"))
+    return kernels
+
+
+def kernels(args: argparse.Namespace) -> None:
+    """Held-out check of the simulator: the size/shape statistics of ``--samples`` kernels of deblur/camera_shake's
+    CameraShakeBlur against kernels12 k09–k12 and the two large kernels (which no training run reads); prints
+    percentiles and where each held-out kernel falls, and plots both (``--plot``)."""
+    import numpy as np
+    import torch
+    from omegaconf import OmegaConf
+
+    from restore.data import CameraShakeBlur
+
+    cfg = OmegaConf.load(ROOT / "configs" / "data" / "deblur" / "camera_shake.yaml").train.degradations[0]
+    blur = CameraShakeBlur(**{k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_"})
+    generator = torch.Generator().manual_seed(0)
+    sim = [_kernel_stats(blur.kernel(generator).numpy()) for _ in range(args.samples)]
+    held = {name: _kernel_stats(k) for name, k in _held_out_kernels().items()}
+    keys = ("length", "rms", "elongation", "fill")
+    table = {key: np.array([s[key] for s in sim]) for key in keys}
+    print(f"{blur!r}: {args.samples} kernels (seed 0); percentiles 0/5/50/95/100, then each held-out kernel "
+          "with its percentile in the simulator's distribution")
+    for key in keys:
+        v = table[key]
+        pct = "  ".join(f"{name} {held[name][key]:.2f} ({(v < held[name][key]).mean():.0%})" for name in held)
+        print(f"  {key:<10} {np.percentile(v, [0, 5, 50, 95, 100]).round(2)}  |  {pct}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90)
+        for ax, (kx, ky, label) in zip(axes, (("length", "rms", ("principal length (px)", "RMS radius (px)")),
+                                              ("elongation", "fill", ("elongation √(λmin/λmax)",
+                                                                      "support px per px of length")))):
+            ax.scatter(table[kx], table[ky], s=4, alpha=0.35, color="tab:blue", label="simulator")
+            for name, st in held.items():
+                marker, color = ("o", "tab:red") if name.startswith("k") else ("s", "tab:orange")
+                ax.scatter(st[kx], st[ky], s=40, marker=marker, color=color, edgecolor="k", zorder=3)
+                ax.annotate(name, (st[kx], st[ky]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set_xlabel(label[0])
+            ax.set_ylabel(label[1])
+        axes[0].legend(loc="upper left", fontsize=8)
+        fig.suptitle("camera-shake simulator (deblur/camera_shake) vs held-out kernels", fontsize=10)
+        fig.tight_layout()
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot)
+        # the first 16 kernels drawn and the held-out ones, each on a 41-px canvas (larger ones cropped), own max
+        shown = [blur.kernel(torch.Generator().manual_seed(i)).numpy() for i in range(16)]
+        fig, axes = plt.subplots(2, 11, figsize=(11, 2.3), dpi=90)
+        for ax, (name, k) in zip(axes.T.ravel(), [(f"#{i}", k) for i, k in enumerate(shown)]
+                                 + list(_held_out_kernels().items())):
+            canvas = np.zeros((41, 41))
+            c = min(41, k.shape[0]), min(41, k.shape[1])
+            oy, ox = (k.shape[0] - c[0]) // 2, (k.shape[1] - c[1]) // 2
+            canvas[(41 - c[0]) // 2:(41 - c[0]) // 2 + c[0], (41 - c[1]) // 2:(41 - c[1]) // 2 + c[1]] = \
+                k[oy:oy + c[0], ox:ox + c[1]]
+            ax.imshow(canvas / canvas.max(), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(name, fontsize=7, color="k" if name.startswith("#") else "tab:red")
+            ax.axis("off")
+        fig.tight_layout()
+        grid = args.plot.with_name(args.plot.stem + "_examples.png")
+        fig.savefig(grid)
+        print(f"plots: {args.plot}, {grid}")
+
+
+# -- the dev split: held-out CBSD432 photographs to choose settings on ------------------------------------------
+def dev_split(args: argparse.Namespace) -> None:
+    """outputs/deblur_dev/{train,val}: links to CBSD432, every 12th photograph (sorted) held out for validation
+    (configs/data/deblur/camera_shake_dev.yaml reads them). Nothing is copied."""
+    files = sorted((SHARED / "train" / "CBSD432").glob("*.jpg"))
+    if not files:
+        raise SystemExit(f"no CBSD432 photographs under {SHARED / 'train' / 'CBSD432'}")
+    out = ROOT / "outputs" / "deblur_dev"
+    for i, path in enumerate(files):
+        link = out / ("val" if i % 12 == 0 else "train") / path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(path.resolve())
+    print(f"{out}: train {len(list((out / 'train').iterdir()))}, val {len(list((out / 'val').iterdir()))} links")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["memory", "overhead", "quality", "test"])
+    parser.add_argument("part", choices=["memory", "overhead", "quality", "test", "dev-split", "kernels"])
     parser.add_argument("--net", default=None, help="configs/model/net/<name>.yaml")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=None)
@@ -270,6 +383,8 @@ def main() -> None:
     parser.add_argument("--gopro-images", type=int, default=18)
     parser.add_argument("--lanes", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "deblur_fke")
+    parser.add_argument("--samples", type=int, default=2000, help="kernels: simulator kernels drawn")
+    parser.add_argument("--plot", type=Path, default=None, help="kernels: write the scatter plot here (PNG)")
     parser.add_argument("--ckpt", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()
@@ -282,6 +397,10 @@ def main() -> None:
         memory(args)
     elif args.part == "overhead":
         overhead(args)
+    elif args.part == "kernels":
+        kernels(args)
+    elif args.part == "dev-split":
+        dev_split(args)
     elif args.part == "test":
         print("RESULT " + json.dumps(_test(args.ckpt, args.cbsd_images, args.gopro_images)))
     else:

@@ -2,9 +2,10 @@
 
 Papers: Mao, Liu, Wang, Luo, Yang, Wang & Jia, "Intriguing Findings of Frequency Selection for Image
 Deblurring" (DeepRFT, AAAI 2023, https://arxiv.org/abs/2111.11745; official code
-https://github.com/INVOKERer/DeepRFT) and its v2 with the Fourier kernel estimator (DeepRFTv2). What is
-implemented follows the summary in ``../shared/notes/methods.md``, section "DeepRFT and DeepRFTv2" (the v2
-code was not available offline here: module sizes below are this toolkit's choices, said where they are made).
+https://github.com/INVOKERer/DeepRFT) and its v2 with the Fourier kernel estimator (DeepRFTv2, official code
+https://github.com/INVOKERer/DeepRFTv2, ``basicsr/models/archs/DeepRFTv2_arch.py``: ``KernelEstimator``).
+What is implemented follows ``../shared/notes/methods.md``, section "DeepRFT and DeepRFTv2", and the official
+estimator's computation (padding and windows, read from its code; module sizes are this toolkit's choices).
 
 What is implemented (equation numbers of methods.md's summary):
 
@@ -17,18 +18,25 @@ What is implemented (equation numbers of methods.md's summary):
   kernel spectrum K = K_re + i·K_im; f = irfft2(rfft2(y) ⊙ K, s=(H, W)) (features convolved with the
   estimated kernel, a circular convolution); f' = Conv1×1([f; d]). The residual image of the scale,
   P̂ = Conv3×3(f') + blurry input, is the sub-U-Net's own ``reconstruct`` (its outro conv + global residual).
+  As the official runs it: x and y replicate-padded by 32 px before the FFTs and cropped after, and a feature
+  larger than 512² estimated per 512² window (128-px overlap, linear ramps at inference; non-overlapping in
+  training), both halved at the ½ scale (tested against a transcription of the official computation).
 * :class:`DeepRFTNet` — decoupled multi-scale sub-U-Nets (coarse → fine, ½ scale per step; the coarse
   scale's f' and image fused into the fine one's stem), an FKE per scale, an image per scale, and optional
   RevCol columns (Cai et al., "Reversible Column Networks", ICLR 2023, Eq. 1:
   c_i^t = l_i(c_{i−1}^t, c_{i+1}^{t−1}) + α_i·c_i^{t−1}) between each sub-U-Net's encoder and decoder,
   reversible (activations recomputed in backward, :class:`_ReversibleColumns`) with ``reversible=True``.
 
-Departures from the official code, each for a stated reason: the official v2 blocks need a CUDA-only Mamba
-kernel, so the sub-U-Nets use any block of the toolkit (NAF, UniRepLKNet, InceptionNeXt, ResFFT) by config;
-every ``irfft2`` passes ``s=`` (the official code drops a column on odd widths); FFTs run in float32 under
-autocast; the reversible scale α is kept at |α| ≥ ``min_alpha`` (the backward divides by it). The circular
-FFT convolution, the reversible autograd function and the spectral encoder are written here: no library we
-depend on offers them for arbitrary blocks.
+Departures from the official code, each for a stated reason: the official v2 blocks (and the FKE's spectral
+encoder, 4 Mamba blocks at constant width) need a CUDA-only Mamba kernel, so the sub-U-Nets use any block of the
+toolkit (NAF, UniRepLKNet, InceptionNeXt, ResFFT) by config and the spectral encoder is a small U-Net of that
+block; x's spectrum is taken with ``norm="ortho"`` (the official ``backward`` scales the encoder's input with the
+window's area, so one network would see different magnitudes at 256² and 512²); the 1×1 convolutions keep their
+biases (the official's have none but the head's) and the head starts at K = 1 (f = y: the plain features first; the official
+starts at random K); every ``irfft2`` passes ``s=`` (the official drops a column on odd widths); FFTs run in
+float32 under autocast; the reversible scale α is kept at |α| ≥ ``min_alpha`` (the backward divides by it).
+The circular FFT convolution, the windows, the reversible autograd function and the spectral encoder are written
+here: no library we depend on offers them for arbitrary blocks.
 """
 
 from __future__ import annotations
@@ -508,6 +516,9 @@ class DeepRFTNet(nn.Module):
         columns: RevCol columns after each sub-U-Net's encoder (0: none).
         reversible: recompute the columns' activations in backward (training memory; same gradients).
         min_alpha: lower bound on the columns' |α|.
+        tile, tile_overlap: at inference (``eval()``, the full-resolution image), run images larger than ``tile``
+            on overlapping tiles (:meth:`_tiled`; the official test: 512, overlap 128), so any photo restores in
+            bounded memory; ``None``: the whole image at once (the estimator still windows it).
 
     Shapes: (B, C, H, W) → (B, C, H, W); with ``return_all=True`` a list of ``scales`` images, coarse → fine.
     """
@@ -535,6 +546,8 @@ class DeepRFTNet(nn.Module):
         columns: int = 0,
         reversible: bool = False,
         min_alpha: float = 0.1,
+        tile: int | None = None,
+        tile_overlap: int = 128,
     ) -> None:
         super().__init__()
         if scales < 1:
@@ -565,6 +578,9 @@ class DeepRFTNet(nn.Module):
 
         self.estimators = nn.ModuleList(fke(s) for s in range(scales))
         self.estimator = estimator
+        if tile is not None and not 0 <= tile_overlap < tile:
+            raise ValueError(f"tile_overlap must be in [0, tile={tile}), got {tile_overlap}")
+        self.tile, self.tile_overlap = tile, tile_overlap
         # the coarser scale's [f'; image] → the finer scale's stem resolution and width
         self.fuses = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width + in_channels, width * 4, 1), nn.PixelShuffle(2)) for _ in range(scales - 1))
@@ -641,6 +657,8 @@ class DeepRFTNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} takes (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
+        if not return_all and not self.training and self.tile is not None and max(h, w) > self.tile:
+            return self._tiled(x)
         images, _ = self._run(pad_to_multiple(x, self.size_multiple))
         if not return_all:
             return images[-1][..., :h, :w]
@@ -649,6 +667,25 @@ class DeepRFTNet(nn.Module):
             f = 2 ** (self.scales - 1 - s)
             out.append(image[..., :-(-h // f), :-(-w // f)])
         return out
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole network on ``tile``² tiles overlapping by ``tile_overlap``, blended by the estimator's linear
+        ramps (:func:`window_starts`, :func:`window_weights`): the official test's 512/128 sub-images. With
+        ``tile`` and ``tile_overlap`` equal to the full-resolution estimator's window and overlap, every tile is
+        one estimator window, where it lies in the whole-image computation."""
+        _, _, h, w = x.shape
+        rows, cols = window_starts(h, self.tile, self.tile_overlap), window_starts(w, self.tile, self.tile_overlap)
+        th, tw = min(h, self.tile), min(w, self.tile)
+        wh = window_weights(rows, th, hard=False, dtype=x.dtype, device=x.device)
+        ww = window_weights(cols, tw, hard=False, dtype=x.dtype, device=x.device)
+        out, total = torch.zeros_like(x), x.new_zeros(1, 1, h, w)
+        for i, wi in zip(rows, wh):
+            for j, wj in zip(cols, ww):
+                patch = pad_to_multiple(x[..., i:i + th, j:j + tw], self.size_multiple)
+                weight = wi[:, None] * wj[None, :]
+                out[..., i:i + th, j:j + tw] += self._run(patch)[0][-1][..., :th, :tw] * weight
+                total[..., i:i + th, j:j + tw] += weight
+        return out / total  # normalised: where three tiles overlap the ramps do not sum to one
 
     @torch.no_grad()
     def estimate_kernels(self, x: torch.Tensor, crop: int | None = 65) -> list[torch.Tensor]:

@@ -416,3 +416,29 @@ def test_lightning_module_trains_every_scale_and_saves_kernel_images(tmp_path, p
     names = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert names == ["img000.png", "img000_kernels_scale0.png", "img000_kernels_scale1.png",
                      "img001.png", "img001_kernels_scale0.png", "img001_kernels_scale1.png"]
+
+
+@pytest.mark.parametrize("size", [(150, 211), (90, 240), (64, 64)])
+def test_inference_tiles_follow_the_estimator_windows_and_blend_to_one(size, monkeypatch):
+    """Tiles of 64 overlapping by 16 (the estimator's window and overlap): each tile is the network run on that
+    crop alone; an identity network comes back unchanged (the ramps are normalised where three tiles overlap:
+    150 = 64 + 48 + 38)."""
+    net = tiny_net(estimator_window=64, estimator_window_overlap=16, tile=64, tile_overlap=16).eval()
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        tiled = net(x)
+        rows, cols = window_starts(size[0], 64, 16), window_starts(size[1], 64, 16)
+        # a tile's pixels far from every other tile are that crop's own output
+        i, j = rows[0], cols[0]
+        alone = net(x[..., i:i + 64, j:j + 64])
+        inner = [starts[1] if len(starts) > 1 else min(64, n) for starts, n in ((rows, size[0]), (cols, size[1]))]
+        torch.testing.assert_close(tiled[..., :inner[0], :inner[1]], alone[..., :inner[0], :inner[1]], rtol=0,
+                                   atol=1e-6)
+        if max(size) <= 64:  # one tile: the whole-image computation
+            torch.testing.assert_close(tiled, net._run(x)[0][-1], rtol=0, atol=0)
+        # the whole image at once in training mode and with return_all (the loss reads every scale)
+        assert net(x, return_all=True)[-1].shape == x.shape
+    monkeypatch.setattr(net, "_run", lambda t: ([t[:, :3]], []))
+    torch.testing.assert_close(net(x), x, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="tile_overlap"):
+        DeepRFTNet(NAFBlock, tile=64, tile_overlap=64)
