@@ -154,31 +154,34 @@ def overhead(args: argparse.Namespace) -> None:
 
 
 # -- 3: quality ------------------------------------------------------------------------------------------
-def _train(experiment: str, seed: int, steps: int, extra: list[str], out: Path) -> Path:
+def _train(experiment: str, seed: int, steps: int | None, extra: list[str], out: Path) -> Path:
+    """``train.py experiment=<experiment> seed=<seed>`` (one thread) into ``out``, unless its last.ckpt exists."""
     run_dir = out / f"{experiment.replace('/', '_')}_seed{seed}"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-        cmd = [sys.executable, str(ROOT / "train.py"), f"experiment={experiment}", f"seed={seed}",
-               f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", "+trainer.limit_val_batches=2",
-               "logger=csv", f"hydra.run.dir={run_dir}", *extra]
+        length = [f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}"] if steps else []
+        cmd = [sys.executable, str(ROOT / "train.py"), f"experiment={experiment}", f"seed={seed}", *length,
+               "logger=csv", f"hydra.run.dir={run_dir}", "++trainer.enable_progress_bar=false",
+               "~callbacks.rich_progress_bar", *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     return ckpt
 
 
-def _synthetic_set(n_images: int):
-    """CBSD68 × kernels12_k09–k12, as configs/data/deblur/test.yaml makes them for eval.py."""
+SETS = ("cbsd68_k09", "cbsd68_k10", "cbsd68_k11", "cbsd68_k12", "gopro_avg")
+
+
+def _synthetic_set(n_images: int, kernel: int):
+    """The first ``n_images`` of CBSD68 × kernels12_k<kernel>, as configs/data/deblur/test.yaml makes them."""
     from restore.data import KernelBlur
     from restore.utils.image import read_image
 
-    images = sorted((SHARED / "denoise" / "CBSD68").glob("*.png"))[:n_images]
-    blurs = [KernelBlur(str(SHARED / "kernels" / f"kernels12_k{k:02d}.txt"), center=True) for k in (9, 10, 11, 12)]
-    for path in images:
+    blur = KernelBlur(str(SHARED / "kernels" / f"kernels12_k{kernel:02d}.txt"), center=True)
+    for path in sorted((SHARED / "denoise" / "CBSD68").glob("*.png"))[:n_images]:
         gt = read_image(path, 3)
-        for blur in blurs:
-            yield blur(gt)[None], gt[None]
+        yield blur(gt)[None], gt[None]
 
 
 def _gopro_set(n_images: int):
@@ -190,6 +193,8 @@ def _gopro_set(n_images: int):
 
 
 def _test(ckpt: Path, cbsd_images: int, gopro_images: int) -> dict:
+    """PSNR/SSIM (RGB [0, 1], no crop) of the checkpoint's output and of its input on each test set; whole images
+    (a net with ``tile`` set tiles itself; else GoPro frames in 512/128 tiles)."""
     import torch
 
     from restore.checkpoint import load_model
@@ -199,62 +204,78 @@ def _test(ckpt: Path, cbsd_images: int, gopro_images: int) -> dict:
     torch.set_num_threads(1)
     net = load_model(ckpt)
     result = {}
-    for name, pairs, tile in (("cbsd68_motion", _synthetic_set(cbsd_images) if cbsd_images else [], None),
-                              ("gopro_avg", _gopro_set(gopro_images) if gopro_images else [], 512)):
+    for name in SETS:
+        if name == "gopro_avg":
+            pairs, tile = (_gopro_set(gopro_images) if gopro_images else []), 512
+        else:
+            pairs, tile = (_synthetic_set(cbsd_images, int(name[-2:])) if cbsd_images else []), None
+        tile = None if getattr(net, "tile", None) else tile
         out_m, in_m = ImageQualityMetrics("rgb"), ImageQualityMetrics("rgb")
         for lq, gt in pairs:
             out_m.update(restore_tensor(net, lq, tile=tile, tile_overlap=128), gt)
             in_m.update(lq, gt)
         if out_m.count:
-            result[name] = {"psnr": float(out_m.compute()["psnr"]), "ssim": float(out_m.compute()["ssim"]),
-                            "psnr_input": float(in_m.compute()["psnr"]), "ssim_input": float(in_m.compute()["ssim"]),
-                            "images": out_m.count}
+            out, inp = out_m.compute(), in_m.compute()
+            result[name] = {"psnr": float(out["psnr"]), "ssim": float(out["ssim"]), "psnr_input": float(inp["psnr"]),
+                            "ssim_input": float(inp["ssim"]), "images": out_m.count}
     return result
 
 
+def _run_test(ckpt: Path, cbsd_images: int, gopro_images: int) -> dict:
+    """:func:`_test` in a one-thread subprocess, cached beside the run."""
+    cache = ckpt.parent.parent / f"test_{cbsd_images}_{gopro_images}.json"
+    if not cache.is_file():
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.run([sys.executable, __file__, "test", "--ckpt", str(ckpt), "--cbsd-images",
+                               str(cbsd_images), "--gopro-images", str(gopro_images)],
+                              capture_output=True, text=True, env=env, cwd=ROOT)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            raise RuntimeError(f"test of {ckpt} failed:\n{proc.stderr[-3000:]}")
+        cache.write_text(line[len("RESULT "):])
+    return json.loads(cache.read_text())
+
+
+EXPERIMENTS = ("deblur/fke_quick", "deblur/nofke_quick")
+
+
 def quality(args: argparse.Namespace, extra: list[str]) -> None:
-    out = args.out
-    jobs = [(exp, seed) for seed in args.seeds for exp in ("deblur/fke_quick", "deblur/nofke_quick")]
+    """FKE vs no-FKE: ``--seeds`` runs of each experiment (equal parameters, steps and data), each tested on
+    CBSD68 × k09–k12 (centred) and GoPro_avgframes; the difference of the means against the seeds' spread."""
+    jobs = [(exp, seed) for seed in args.seeds for exp in EXPERIMENTS]
 
     def job(item):
         exp, seed = item
         t0 = time.perf_counter()
-        ckpt = _train(exp, seed, args.steps, extra, out)
+        ckpt = _train(exp, seed, args.steps, extra, args.out)
         train_s = time.perf_counter() - t0
-        cache = ckpt.parent.parent / f"test_{args.cbsd_images}_{args.gopro_images}_centred.json"
-        if not cache.is_file():
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-            proc = subprocess.run([sys.executable, __file__, "test", "--ckpt", str(ckpt), "--cbsd-images",
-                                   str(args.cbsd_images), "--gopro-images", str(args.gopro_images)],
-                                  capture_output=True, text=True, env=env, cwd=ROOT)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if line is None:
-                raise RuntimeError(f"test of {ckpt} failed:\n{proc.stderr[-3000:]}")
-            cache.write_text(line[len("RESULT "):])
-        return exp, seed, train_s, json.loads(cache.read_text())
+        return exp, seed, train_s, _run_test(ckpt, args.cbsd_images, args.gopro_images)
 
     with ThreadPoolExecutor(args.lanes) as pool:
         rows = list(pool.map(job, jobs))
-    print(f"{args.steps} steps per run, seeds {args.seeds}, overrides {extra or 'none'}; RGB [0,1], no crop; "
-          f"CBSD68: first {args.cbsd_images} images × kernels12_k09–k12 (whole image, no noise); "
-          f"GoPro_avgframes: first {args.gopro_images} frames, tiled 512/128; last checkpoint (EMA)")
-    print(f"{'experiment':<20} {'seed':>4} {'train s':>8} {'CBSD68 in':>10} {'out':>7} {'SSIM':>6} "
-          f"{'GoPro in':>9} {'out':>7} {'SSIM':>6}")
+    print(f"{args.steps or 'the experiments'} steps per run, seeds {args.seeds}, overrides {extra or 'none'}; "
+          f"RGB [0,1], no crop; CBSD68: first {args.cbsd_images} images × kernels12_k09–k12 centred (whole image, "
+          f"no noise); GoPro_avgframes: first {args.gopro_images} frames; last checkpoint (EMA)")
+    names = [n for n in SETS if n in rows[0][3]]
+    print(f"{'experiment':<20} {'seed':>4} {'train s':>8} " + " ".join(f"{n:>11}" for n in names) + "    mean")
+    inputs = rows[0][3]
+    print(f"{'input':<20} {'':>4} {'':>8} " + " ".join(f"{inputs[n]['psnr_input']:>11.2f}" for n in names)
+          + f"  {statistics.mean(inputs[n]['psnr_input'] for n in names):>6.2f}")
+    means = {}
     for exp, seed, train_s, r in rows:
-        c, g = r.get("cbsd68_motion", {}), r.get("gopro_avg", {})
-        print(f"{exp:<20} {seed:>4} {train_s:>8.0f} {c.get('psnr_input', float('nan')):>10.2f} "
-              f"{c.get('psnr', float('nan')):>7.2f} {c.get('ssim', float('nan')):>6.3f} "
-              f"{g.get('psnr_input', float('nan')):>9.2f} {g.get('psnr', float('nan')):>7.2f} "
-              f"{g.get('ssim', float('nan')):>6.3f}")
-    print("mean over seeds [min–max]:")
-    for exp in ("deblur/fke_quick", "deblur/nofke_quick"):
-        for test in ("cbsd68_motion", "gopro_avg"):
-            vals = [r[test] for e, _, _, r in rows if e == exp and test in r]
-            if not vals:
-                continue
-            ps, ss = [v["psnr"] for v in vals], [v["ssim"] for v in vals]
-            print(f"  {exp:<20} {test:<14} PSNR {statistics.mean(ps):.2f} [{min(ps):.2f}–{max(ps):.2f}]  "
-                  f"SSIM {statistics.mean(ss):.4f} [{min(ss):.4f}–{max(ss):.4f}]  input {vals[0]['psnr_input']:.2f}")
+        means[(exp, seed)] = statistics.mean(r[n]["psnr"] for n in names)
+        print(f"{exp:<20} {seed:>4} {train_s:>8.0f} " + " ".join(f"{r[n]['psnr']:>11.2f}" for n in names)
+              + f"  {means[(exp, seed)]:>6.2f}")
+    print("mean over seeds [min–max], PSNR:")
+    for name in names + ["mean"]:
+        line = []
+        for exp in EXPERIMENTS:
+            vals = [means[(e, s)] if name == "mean" else r[name]["psnr"] for e, s, _, r in rows if e == exp]
+            line.append((statistics.mean(vals), min(vals), max(vals)))
+        (fm, flo, fhi), (nm, nlo, nhi) = line
+        print(f"  {name:<11} FKE {fm:.2f} [{flo:.2f}–{fhi:.2f}]  no-FKE {nm:.2f} [{nlo:.2f}–{nhi:.2f}]  "
+              f"FKE − no-FKE {fm - nm:+.2f} (spreads {fhi - flo:.2f}, {nhi - nlo:.2f}; "
+              f"worst FKE − best no-FKE {flo - nhi:+.2f})")
 
 
 # -- the simulator's kernels against the held-out ones ---------------------------------------------------------
@@ -388,7 +409,7 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()
-    defaults = {"memory": ("deeprft_base", 1, 3), "overhead": ("deeprft_tiny", 2, 5), "quality": (None, None, 600)}
+    defaults = {"memory": ("deeprft_base", 1, 3), "overhead": ("deeprft_tiny", 2, 5), "quality": (None, None, None)}
     net, batch, steps = defaults.get(args.part, (None, 1, 1))
     args.net, args.batch, args.steps = args.net or net, args.batch or batch, args.steps or steps
     if args.child is not None:

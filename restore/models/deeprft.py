@@ -32,9 +32,11 @@ encoder, 4 Mamba blocks at constant width) need a CUDA-only Mamba kernel, so the
 toolkit (NAF, UniRepLKNet, InceptionNeXt, ResFFT) by config and the spectral encoder is a small U-Net of that
 block; x's spectrum is taken with ``norm="ortho"`` (the official ``backward`` scales the encoder's input with the
 window's area, so one network would see different magnitudes at 256² and 512²); the 1×1 convolutions keep their
-biases (the official's have none but the head's) and the head starts at K = 1 (f = y: the plain features first; the official
-starts at random K); every ``irfft2`` passes ``s=`` (the official drops a column on odd widths); FFTs run in
-float32 under autocast; the reversible scale α is kept at |α| ≥ ``min_alpha`` (the backward divides by it).
+biases (the official's have none but the head's) and the head starts at K = 1 (f = y: the plain features first;
+the official starts at random K); the latent sharp images are off by default (``net(x)`` then depends on every
+parameter, the toolkit's network contract); every ``irfft2`` passes ``s=`` (the official drops a column on odd
+widths); FFTs run in float32 under autocast; the reversible scale α is kept at |α| ≥ ``min_alpha`` (the
+backward divides by it).
 The circular FFT convolution, the windows, the reversible autograd function and the spectral encoder are written
 here: no library we depend on offers them for arbitrary blocks.
 """
@@ -227,23 +229,39 @@ class FourierKernelEstimator(nn.Module):
         window: window side above which the feature is cut into windows (official 512 at full scale);
             ``None``: one window, the whole feature.
         window_overlap: overlap of neighbouring windows at inference (official 128).
+        inputs, deconv_inputs: what x (read by the encoder) and y (convolved with K) are made from, the official
+            ``inp_feature`` / ``deconv_feature`` options: ``"feature"`` (d, the official GoPro setting),
+            ``"inp_feature"`` ([blurry image; d]), ``"inp_latentsharp_feature"`` ([blurry image; latent sharp
+            image; d]; x only), ``"inp"`` (the blurry image; y only).
+        image_channels: channels of the images those options read.
 
-    Shapes: d (B, C, H, W) → (f' (B, C, H, W), :class:`KernelSpectrum` or None for ``spatial``).
+    Shapes: d (B, C, H, W) [, image and latent (B, image_channels, H, W)] → (f' (B, C, H, W),
+    :class:`KernelSpectrum` or None for ``spatial``).
     """
 
+    INPUTS = {"feature": ("feature",), "inp_feature": ("inp", "feature"),
+              "inp_latentsharp_feature": ("inp", "latentsharp", "feature")}
+    DECONV_INPUTS = {"feature": ("feature",), "inp_feature": ("inp", "feature"), "inp": ("inp",)}
+
     def __init__(self, dim: int, block: BlockFactory, levels: int = 4, width: int = 16,
-                 domain: str = "fourier", pad: int = 32, window: int | None = 512, window_overlap: int = 128) -> None:
+                 domain: str = "fourier", pad: int = 32, window: int | None = 512, window_overlap: int = 128,
+                 inputs: str = "feature", deconv_inputs: str = "feature", image_channels: int = 3) -> None:
         super().__init__()
         if domain not in ("fourier", "spatial"):
             raise ValueError(f"domain must be 'fourier' or 'spatial', got {domain!r}")
+        if inputs not in self.INPUTS or deconv_inputs not in self.DECONV_INPUTS:
+            raise ValueError(f"inputs must be one of {sorted(self.INPUTS)} and deconv_inputs one of "
+                             f"{sorted(self.DECONV_INPUTS)}, got {inputs!r}, {deconv_inputs!r}")
         if pad < 0:
             raise ValueError(f"pad must be >= 0, got {pad}")
         if window is not None and not 0 <= window_overlap < window:
             raise ValueError(f"window_overlap must be in [0, window={window}), got {window_overlap}")
         self.domain = domain
         self.pad, self.window, self.window_overlap = pad, window, window_overlap
-        self.to_x = nn.Conv2d(dim, dim, 1)
-        self.to_y = nn.Conv2d(dim, dim, 1)
+        self.inputs, self.deconv_inputs = self.INPUTS[inputs], self.DECONV_INPUTS[deconv_inputs]
+        width_of = {"feature": dim, "inp": image_channels, "latentsharp": image_channels}
+        self.to_x = nn.Conv2d(sum(width_of[k] for k in self.inputs), dim, 1)
+        self.to_y = nn.Conv2d(sum(width_of[k] for k in self.deconv_inputs), dim, 1)
         self.r0 = nn.Conv2d(2 * dim, dim, 1)
         self.encoder = RestorationUNet(block, in_channels=dim, width=width, enc_blocks=[1] * levels,
                                        middle_blocks=1)
@@ -276,9 +294,22 @@ class FourierKernelEstimator(nn.Module):
         kernel = torch.complex(k_re, k_im)
         return fft_conv2d(y, kernel).to(x.dtype), kernel
 
-    def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, KernelSpectrum | None]:
+    @property
+    def needs_latent(self) -> bool:
+        """Whether x reads a latent sharp image (``inputs="inp_latentsharp_feature"``)."""
+        return "latentsharp" in self.inputs
+
+    def forward(self, d: torch.Tensor, image: torch.Tensor | None = None,
+                latent: torch.Tensor | None = None) -> tuple[torch.Tensor, KernelSpectrum | None]:
         b, c, h, w = d.shape
-        x, y = self.to_x(d), self.to_y(d)  # pointwise: the same on the whole feature as per window
+        given = {"feature": d, "inp": image, "latentsharp": latent}
+        missing = sorted({k for k in self.inputs + self.deconv_inputs if given[k] is None})
+        if missing:
+            raise ValueError(f"this estimator reads {' and '.join(missing)} (inputs={'_'.join(self.inputs)!r}, "
+                             f"deconv_inputs={'_'.join(self.deconv_inputs)!r}); pass them to forward")
+        # pointwise: the same on the whole feature as per window
+        x = self.to_x(torch.cat([given[k] for k in self.inputs], dim=1))
+        y = self.to_y(torch.cat([given[k] for k in self.deconv_inputs], dim=1))
         rows, cols, kh, kw = self.windows(h, w)
         p = self.pad
 
@@ -493,8 +524,9 @@ class DeepRFTNet(nn.Module):
 
     Contract: ``forward(x)`` maps (B, C, H, W) → (B, C, H, W) (the full-resolution image, any size: inputs are
     reflect-padded to :attr:`size_multiple` and cropped back), so the net works wherever a restoration network
-    does (``restore_image``, metrics, export). ``forward(x, return_all=True)`` returns the image of every
-    scale, **coarse → fine** (scale s cropped to ⌈H/2^(S−1−s)⌉ × ⌈W/2^(S−1−s)⌉), what the training loss
+    does (``restore_image``, metrics, export). ``forward(x, return_all=True)`` returns the images of every
+    scale, **coarse → fine** (with ``latent_sharp`` two per scale, the latent sharp image then the FKE's; scale s
+    cropped to ⌈H/2^(S−1−s)⌉ × ⌈W/2^(S−1−s)⌉; the last is the output), what the training loss
     reads
     (:class:`restore.losses.MultiScaleLoss`; :class:`~restore.lightning.RestorationModule` asks for it when the
     net has ``multi_output = True``). :meth:`estimate_kernels` gives the estimated kernels to look at.
@@ -513,14 +545,20 @@ class DeepRFTNet(nn.Module):
         estimator_pad, estimator_window, estimator_window_overlap: the full-resolution FKE's replicate padding,
             window and window overlap (official: 32, 512, 128; see :class:`FourierKernelEstimator`); each
             coarser scale halves them, as the official does.
+        estimator_inputs, estimator_deconv_inputs: what the estimator's x and y are made from (the official
+            ``inp_feature`` / ``deconv_feature``; see :class:`FourierKernelEstimator`); the latent sharp image
+            ``"inp_latentsharp_feature"`` reads needs ``latent_sharp``.
         columns: RevCol columns after each sub-U-Net's encoder (0: none).
         reversible: recompute the columns' activations in backward (training memory; same gradients).
         min_alpha: lower bound on the columns' |α|.
+        latent_sharp: also give each scale's decoder image Conv3×3(d) + input, before the FKE, to the loss (the
+            official ``latent_sharp``: both images of every scale are supervised); never the output.
         tile, tile_overlap: at inference (``eval()``, the full-resolution image), run images larger than ``tile``
             on overlapping tiles (:meth:`_tiled`; the official test: 512, overlap 128), so any photo restores in
             bounded memory; ``None``: the whole image at once (the estimator still windows it).
 
-    Shapes: (B, C, H, W) → (B, C, H, W); with ``return_all=True`` a list of ``scales`` images, coarse → fine.
+    Shapes: (B, C, H, W) → (B, C, H, W); with ``return_all=True`` a list of ``scales`` (× 2 with
+    ``latent_sharp``) images, coarse → fine.
     """
 
     multi_output = True
@@ -543,9 +581,12 @@ class DeepRFTNet(nn.Module):
         estimator_pad: int = 32,
         estimator_window: int | None = 512,
         estimator_window_overlap: int = 128,
+        estimator_inputs: str = "feature",
+        estimator_deconv_inputs: str = "feature",
         columns: int = 0,
         reversible: bool = False,
         min_alpha: float = 0.1,
+        latent_sharp: bool = False,
         tile: int | None = None,
         tile_overlap: int = 128,
     ) -> None:
@@ -574,13 +615,21 @@ class DeepRFTNet(nn.Module):
             return FourierKernelEstimator(width, block, estimator_levels, estimator_width, estimator,
                                           pad=estimator_pad // f,
                                           window=None if estimator_window is None else estimator_window // f,
-                                          window_overlap=estimator_window_overlap // f)
+                                          window_overlap=estimator_window_overlap // f,
+                                          inputs=estimator_inputs, deconv_inputs=estimator_deconv_inputs,
+                                          image_channels=in_channels)
 
         self.estimators = nn.ModuleList(fke(s) for s in range(scales))
         self.estimator = estimator
+        if estimator and "latentsharp" in estimator_inputs and not latent_sharp:
+            raise ValueError(f"estimator_inputs={estimator_inputs!r} reads each scale's latent sharp image: "
+                             "set latent_sharp=True")
         if tile is not None and not 0 <= tile_overlap < tile:
             raise ValueError(f"tile_overlap must be in [0, tile={tile}), got {tile_overlap}")
         self.tile, self.tile_overlap = tile, tile_overlap
+        # the official's latent-sharp image of each scale, Conv3×3(d) + input, supervised beside the FKE's image
+        self.latent_outros = nn.ModuleList(
+            nn.Conv2d(width, in_channels, 3, padding=1) for _ in range(scales)) if latent_sharp else None
         # the coarser scale's [f'; image] → the finer scale's stem resolution and width
         self.fuses = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width + in_channels, width * 4, 1), nn.PixelShuffle(2)) for _ in range(scales - 1))
@@ -606,7 +655,7 @@ class DeepRFTNet(nn.Module):
 
     def reconstruct(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Full-resolution decoder features and the padded input → the image (FKE, then Conv3×3 + input)."""
-        return self._reconstruct_scale(len(self.unets) - 1, features, x)[0]
+        return self._reconstruct_scale(len(self.unets) - 1, features, x)[0][-1]
 
     # -- scales ----------------------------------------------------------------------------------------------
     def _inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -626,44 +675,49 @@ class DeepRFTNet(nn.Module):
         states = self.columns[s](stem, skips + [unet.middle(latent)])
         return states[-1], states[:-1]
 
-    def _reconstruct_scale(self, s: int, d: torch.Tensor, x: torch.Tensor):
+    def _reconstruct_scale(self, s: int, d: torch.Tensor, x: torch.Tensor, latent_sharp: bool = False):
+        """Scale s's decoder feature d and input x → (its images: [latent sharp,] FKE image; carry; kernel)."""
+        latent = self.latent_outros[s](d) + x if self.latent_outros is not None else None
         if self.estimator is None:
             feature, kernel = d, None
         else:
-            feature, kernel = self.estimators[s](d)
+            feature, kernel = self.estimators[s](d, image=x, latent=latent)
         image = self.unets[s].reconstruct(feature, x)
-        return image, torch.cat([feature, image], dim=1), kernel
+        images = [latent, image] if latent_sharp and latent is not None else [image]
+        return images, torch.cat([feature, image], dim=1), kernel
 
-    def _coarse(self, x: torch.Tensor):
-        """Run every scale but the finest: (images, carry into the finest, kernel spectra)."""
+    def _coarse(self, x: torch.Tensor, latent_sharp: bool = False):
+        """Run every scale but the finest: ([(scale, image), …], carry into the finest, kernel spectra)."""
         inputs = self._inputs(x)
         images, kernels, carry = [], [], None
         for s in range(self.scales - 1):
             latent, skips = self._encode_scale(s, inputs[s], carry)
-            image, carry, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), inputs[s])
-            images.append(image)
+            out, carry, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), inputs[s],
+                                                         latent_sharp)
+            images += [(s, image) for image in out]
             kernels.append(kernel)
         return images, carry, kernels
 
-    def _run(self, x: torch.Tensor):
-        images, carry, kernels = self._coarse(x)
+    def _run(self, x: torch.Tensor, latent_sharp: bool = False):
+        """Padded input → ([(scale, image), …] coarse → fine, the last the output; kernel spectra per scale)."""
+        images, carry, kernels = self._coarse(x, latent_sharp)
         s = self.scales - 1
         latent, skips = self._encode_scale(s, x, carry)
-        image, _, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), x)
-        return images + [image], kernels + [kernel]
+        out, _, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), x, latent_sharp)
+        return images + [(s, image) for image in out], kernels + [kernel]
 
     def forward(self, x: torch.Tensor, return_all: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        """(B, C, H, W) → (B, C, H, W); ``return_all=True``: every scale's image, coarse → fine."""
+        """(B, C, H, W) → (B, C, H, W); ``return_all=True``: every scale's images, coarse → fine."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} takes (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         if not return_all and not self.training and self.tile is not None and max(h, w) > self.tile:
             return self._tiled(x)
-        images, _ = self._run(pad_to_multiple(x, self.size_multiple))
+        images, _ = self._run(pad_to_multiple(x, self.size_multiple), latent_sharp=return_all)
         if not return_all:
-            return images[-1][..., :h, :w]
+            return images[-1][1][..., :h, :w]
         out = []
-        for s, image in enumerate(images):
+        for s, image in images:
             f = 2 ** (self.scales - 1 - s)
             out.append(image[..., :-(-h // f), :-(-w // f)])
         return out
@@ -683,7 +737,7 @@ class DeepRFTNet(nn.Module):
             for j, wj in zip(cols, ww):
                 patch = pad_to_multiple(x[..., i:i + th, j:j + tw], self.size_multiple)
                 weight = wi[:, None] * wj[None, :]
-                out[..., i:i + th, j:j + tw] += self._run(patch)[0][-1][..., :th, :tw] * weight
+                out[..., i:i + th, j:j + tw] += self._run(patch)[0][-1][1][..., :th, :tw] * weight
                 total[..., i:i + th, j:j + tw] += weight
         return out / total  # normalised: where three tiles overlap the ramps do not sum to one
 

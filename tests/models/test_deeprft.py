@@ -305,7 +305,7 @@ def test_fft_paths_stay_float32_under_bf16_autocast():
 
 def tiny_net(**kw) -> DeepRFTNet:
     torch.manual_seed(0)
-    args = dict(width=8, enc_blocks=[1, 1], estimator_levels=2, estimator_width=4, columns=2)
+    args = dict(width=8, enc_blocks=[1, 1], estimator_levels=2, estimator_width=4, columns=2, latent_sharp=True)
     return perturbed(DeepRFTNet(NAFBlock, **{**args, **kw}))
 
 
@@ -315,8 +315,12 @@ def test_forward_gives_the_full_resolution_image_and_return_all_every_scale_coar
     with torch.no_grad():
         out = net(x)
         scales = net(x, return_all=True)
-    assert out.shape == x.shape and [s.shape[-2:] for s in scales] == [(10, 14), (19, 27)]
+    # per scale the latent sharp image (the decoder's, before the FKE) then the FKE's
+    assert out.shape == x.shape and [s.shape[-2:] for s in scales] == [(10, 14)] * 2 + [(19, 27)] * 2
     torch.testing.assert_close(scales[-1], out, rtol=0, atol=0)
+    assert not torch.allclose(scales[-2], out)
+    net.latent_outros = None  # latent_sharp=False: one image per scale
+    assert [s.shape[-2:] for s in net(x, return_all=True)] == [(10, 14), (19, 27)]
     kernels = net.estimate_kernels(x, crop=9)
     assert [k.shape for k in kernels] == [(2, 8, 9, 9)] * 2 and all(k.amax() <= 1 for k in kernels)
     assert tiny_net(estimator="spatial").estimate_kernels(x) == []
@@ -399,11 +403,12 @@ def test_tiled_restoration_with_the_recommended_tiles():
 
 def test_lightning_module_trains_every_scale_and_saves_kernel_images(tmp_path, pair_dataset):
     torch.manual_seed(0)
-    net = DeepRFTNet(NAFBlock, width=8, enc_blocks=[1, 1], estimator_levels=2, estimator_width=4, columns=1)
+    net = DeepRFTNet(NAFBlock, width=8, enc_blocks=[1, 1], estimator_levels=2, estimator_width=4, columns=1,
+                     latent_sharp=True)
     module = RestorationModule(net=net, loss=MultiScaleLoss(), optimizer=partial(torch.optim.AdamW, lr=2e-3),
                                save_images_dir=str(tmp_path / "images"))
     outputs = module.training_outputs(torch.rand(2, 3, 32, 32))
-    assert isinstance(outputs, list) and [o.shape[-1] for o in outputs] == [16, 32]
+    assert isinstance(outputs, list) and [o.shape[-1] for o in outputs] == [16, 16, 32, 32]
     data = torch.utils.data.DataLoader(pair_dataset(8, sigma=0.05), batch_size=4)
     trainer = L.Trainer(default_root_dir=tmp_path, max_steps=12, accelerator="cpu", logger=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[KernelImages()],
@@ -435,10 +440,33 @@ def test_inference_tiles_follow_the_estimator_windows_and_blend_to_one(size, mon
         torch.testing.assert_close(tiled[..., :inner[0], :inner[1]], alone[..., :inner[0], :inner[1]], rtol=0,
                                    atol=1e-6)
         if max(size) <= 64:  # one tile: the whole-image computation
-            torch.testing.assert_close(tiled, net._run(x)[0][-1], rtol=0, atol=0)
+            torch.testing.assert_close(tiled, net._run(x)[0][-1][1], rtol=0, atol=0)
         # the whole image at once in training mode and with return_all (the loss reads every scale)
         assert net(x, return_all=True)[-1].shape == x.shape
-    monkeypatch.setattr(net, "_run", lambda t: ([t[:, :3]], []))
+    monkeypatch.setattr(net, "_run", lambda t, **_: ([(1, t[:, :3])], []))
     torch.testing.assert_close(net(x), x, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="tile_overlap"):
         DeepRFTNet(NAFBlock, tile=64, tile_overlap=64)
+
+
+def test_estimator_input_options_read_the_blurry_and_latent_sharp_images():
+    """The official inp_feature / deconv_feature options: x from [blurry; latent sharp; d], y from the blurry image
+    (the estimated kernels then act on the image itself)."""
+    torch.manual_seed(0)
+    fke = perturbed(FourierKernelEstimator(8, NAFBlock, levels=2, width=4, pad=2, inputs="inp_latentsharp_feature",
+                                           deconv_inputs="inp")).double()
+    d, image, latent = (torch.rand(2, c, 13, 17, dtype=torch.float64) for c in (8, 3, 3))
+    out, kernel = fke(d, image=image, latent=latent)
+    assert out.shape == d.shape and kernel.spectrum.shape[2] == 8
+    assert fke.to_y.in_channels == 3 and fke.to_x.in_channels == 14
+    with pytest.raises(ValueError, match="latentsharp"):
+        fke(d, image=image)
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        FourierKernelEstimator(8, NAFBlock, deconv_inputs="inp_latentsharp_feature")
+    with pytest.raises(ValueError, match="latent_sharp=True"):
+        DeepRFTNet(NAFBlock, width=8, estimator_inputs="inp_latentsharp_feature")
+    net = tiny_net(estimator_inputs="inp_latentsharp_feature", estimator_deconv_inputs="inp_feature").train()
+    x = torch.rand(2, 3, 19, 27)
+    outs = net(x, return_all=True)
+    F.l1_loss(outs[-1], torch.rand_like(x)).backward()  # the output alone reaches the latent heads through x
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.latent_outros.parameters())
