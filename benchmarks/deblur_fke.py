@@ -391,9 +391,96 @@ def dev_split(args: argparse.Namespace) -> None:
     print(f"{out}: train {len(list((out / 'train').iterdir()))}, val {len(list((out / 'val').iterdir()))} links")
 
 
+def dev_eval(args: argparse.Namespace) -> None:
+    """PSNR of a checkpoint on the dev split's validation set (data/deblur/camera_shake_dev: 72 whole held-out
+    CBSD432 photographs with seeded camera shake), as trained and with the inference variants given by
+    ``--variants`` (``whole``: no tiles; ``window=<n>``: the full-resolution estimator window, n/4 overlap)."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from restore.checkpoint import load_model
+    from restore.inference import restore_tensor
+    from restore.metrics import ImageQualityMetrics
+
+    torch.set_num_threads(1)
+    cfg = OmegaConf.load(ROOT / "configs" / "data" / "deblur" / "camera_shake_dev.yaml")
+    base = OmegaConf.load(ROOT / "configs" / "data" / "deblur" / "camera_shake.yaml")
+    val = OmegaConf.merge(base.val, cfg.val)
+    val.root = str(ROOT / "outputs" / "deblur_dev" / "val")
+    dataset = instantiate(val, channels=3)
+    net = load_model(args.ckpt).eval()
+    for variant in ["as trained", *args.variants]:
+        if variant == "whole":
+            net.tile = None
+        elif variant.startswith("window="):
+            n = int(variant.split("=")[1])
+            for s, est in enumerate(net.estimators):
+                f = 2 ** (net.scales - 1 - s)
+                est.window, est.window_overlap = n // f, n // 4 // f
+        out_m, in_m = ImageQualityMetrics("rgb"), ImageQualityMetrics("rgb")
+        for i in range(len(dataset)):
+            sample = dataset[i]
+            lq, gt = sample["lq"][None], sample["gt"][None]
+            out_m.update(restore_tensor(net, lq), gt)
+            in_m.update(lq, gt)
+        print(f"{args.ckpt} [{variant}, tile={net.tile}]: dev PSNR {float(in_m.compute()['psnr']):.2f} → "
+              f"{float(out_m.compute()['psnr']):.2f} ({len(dataset)} images)", flush=True)
+
+
+def kernel_figure(args: argparse.Namespace) -> None:
+    """The kernels a trained FKE estimates next to the true ones: for the first ``--images`` CBSD68 images blurred
+    with kernels12_k09–k12 (centred), the true kernel and, at full resolution, the estimator's per-channel kernels
+    |irfft2(K)| of the window at the image's centre (the ``--channels`` with the largest spread), each scaled to its
+    own peak. They are kernels of feature channels, not of the image: they show what the estimator does, not a
+    blur estimate to compare tap by tap."""
+    import matplotlib
+    import numpy as np
+    import torch
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from restore.checkpoint import load_model
+    from restore.data import KernelBlur
+
+    torch.set_num_threads(1)
+    net = load_model(args.ckpt).eval()
+    crop = 41
+    rows = []
+    for k in (9, 10, 11, 12):
+        blur = KernelBlur(str(SHARED / "kernels" / f"kernels12_k{k:02d}.txt"), center=True)
+        for lq, _ in list(_synthetic_set(args.images, k)):
+            kernels = net.estimate_kernels(lq, crop=crop)[-1][0].numpy()  # (C, crop, crop), full resolution
+            yy, xx = np.indices((crop, crop)) - crop // 2
+            spread = [float((kk / kk.sum() * (yy**2 + xx**2)).sum()) for kk in kernels]
+            chosen = np.argsort(spread)[::-1][:args.channels]
+            # KernelBlur correlates with the file's kernel: the blur's PSF is the kernel flipped
+            true = blur.kernel.flip(-2, -1).numpy()
+            rows.append((f"k{k:02d}", true, [(c, kernels[c]) for c in chosen]))
+    fig, axes = plt.subplots(len(rows), 1 + args.channels, figsize=(1.3 * (1 + args.channels), 1.4 * len(rows)),
+                             dpi=90, squeeze=False)
+    for ax_row, (name, true, est) in zip(axes, rows):
+        canvas = np.zeros((crop, crop))
+        o = (crop - true.shape[0]) // 2
+        canvas[o:o + true.shape[0], o:o + true.shape[1]] = true
+        ax_row[0].imshow(canvas / canvas.max(), cmap="gray")
+        ax_row[0].set_title(f"true {name}", fontsize=7)
+        for ax, (c, kk) in zip(ax_row[1:], est):
+            ax.imshow(kk, cmap="gray")
+            ax.set_title(f"FKE ch {c}", fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot)
+    print(f"plot: {args.plot}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["memory", "overhead", "quality", "test", "dev-split", "kernels"])
+    parser.add_argument("part", choices=["memory", "overhead", "quality", "test", "dev-split", "dev-eval", "kernels",
+                                         "kernel-figure"])
     parser.add_argument("--net", default=None, help="configs/model/net/<name>.yaml")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=None)
@@ -404,6 +491,9 @@ def main() -> None:
     parser.add_argument("--gopro-images", type=int, default=18)
     parser.add_argument("--lanes", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "deblur_fke")
+    parser.add_argument("--variants", nargs="*", default=[], help="dev-eval: whole | window=<n> (cumulative)")
+    parser.add_argument("--images", type=int, default=1, help="kernel-figure: CBSD68 images per kernel")
+    parser.add_argument("--channels", type=int, default=4, help="kernel-figure: estimated kernels shown per image")
     parser.add_argument("--samples", type=int, default=2000, help="kernels: simulator kernels drawn")
     parser.add_argument("--plot", type=Path, default=None, help="kernels: write the scatter plot here (PNG)")
     parser.add_argument("--ckpt", type=Path, default=None, help=argparse.SUPPRESS)
@@ -418,6 +508,10 @@ def main() -> None:
         memory(args)
     elif args.part == "overhead":
         overhead(args)
+    elif args.part == "kernel-figure":
+        kernel_figure(args)
+    elif args.part == "dev-eval":
+        dev_eval(args)
     elif args.part == "kernels":
         kernels(args)
     elif args.part == "dev-split":
