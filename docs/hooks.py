@@ -24,7 +24,6 @@ WEIGHTS = ROOT / "restore" / "weights"
 CLI_HELP = re.compile(r"<!-- cli-help: restore ?(\w*) -->")
 # method pages written on other branches (issue #25); the merged page replaces the placeholder, then drop it here
 PENDING_PAGES = {
-    "methods/deblur.md": "Deblurring (DeepRFTv2 Fourier kernel estimator)",
     "methods/allinone.md": "All-in-one restoration (BaryIR)",
 }
 

@@ -16,6 +16,7 @@ scikit-image photographs, both degraded on the fly. Configs in ``configs/data/``
 :class:`RestorationDataModule` from them; layouts and sources are described in ``docs/data.md``.
 """
 
+from restore.data.camera_shake import CameraShakeBlur, camera_shake_kernel  # noqa: F401 (configs' _target_)
 from restore.data.datamodule import RestorationDataModule, TaskTaggedDataset, collate_samples
 from restore.data.datasets import (
     CleanImageDataset,

@@ -2,9 +2,10 @@
 
 Papers: Mao, Liu, Wang, Luo, Yang, Wang & Jia, "Intriguing Findings of Frequency Selection for Image
 Deblurring" (DeepRFT, AAAI 2023, https://arxiv.org/abs/2111.11745; official code
-https://github.com/INVOKERer/DeepRFT) and its v2 with the Fourier kernel estimator (DeepRFTv2). What is
-implemented follows the summary in ``../shared/notes/methods.md``, section "DeepRFT and DeepRFTv2" (the v2
-code was not available offline here: module sizes below are this toolkit's choices, said where they are made).
+https://github.com/INVOKERer/DeepRFT) and its v2 with the Fourier kernel estimator (DeepRFTv2, official code
+https://github.com/INVOKERer/DeepRFTv2, ``basicsr/models/archs/DeepRFTv2_arch.py``: ``KernelEstimator``).
+What is implemented follows ``../shared/notes/methods.md``, section "DeepRFT and DeepRFTv2", and the official
+estimator's computation (padding and windows, read from its code; module sizes are this toolkit's choices).
 
 What is implemented (equation numbers of methods.md's summary):
 
@@ -17,24 +18,33 @@ What is implemented (equation numbers of methods.md's summary):
   kernel spectrum K = K_re + i·K_im; f = irfft2(rfft2(y) ⊙ K, s=(H, W)) (features convolved with the
   estimated kernel, a circular convolution); f' = Conv1×1([f; d]). The residual image of the scale,
   P̂ = Conv3×3(f') + blurry input, is the sub-U-Net's own ``reconstruct`` (its outro conv + global residual).
+  As the official runs it: x and y replicate-padded by 32 px before the FFTs and cropped after, and a feature
+  larger than 512² estimated per 512² window (128-px overlap, linear ramps at inference; non-overlapping in
+  training), both halved at the ½ scale (tested against a transcription of the official computation).
 * :class:`DeepRFTNet` — decoupled multi-scale sub-U-Nets (coarse → fine, ½ scale per step; the coarse
   scale's f' and image fused into the fine one's stem), an FKE per scale, an image per scale, and optional
   RevCol columns (Cai et al., "Reversible Column Networks", ICLR 2023, Eq. 1:
   c_i^t = l_i(c_{i−1}^t, c_{i+1}^{t−1}) + α_i·c_i^{t−1}) between each sub-U-Net's encoder and decoder,
   reversible (activations recomputed in backward, :class:`_ReversibleColumns`) with ``reversible=True``.
 
-Departures from the official code, each for a stated reason: the official v2 blocks need a CUDA-only Mamba
-kernel, so the sub-U-Nets use any block of the toolkit (NAF, UniRepLKNet, InceptionNeXt, ResFFT) by config;
-every ``irfft2`` passes ``s=`` (the official code drops a column on odd widths); FFTs run in float32 under
-autocast; the reversible scale α is kept at |α| ≥ ``min_alpha`` (the backward divides by it). The circular
-FFT convolution, the reversible autograd function and the spectral encoder are written here: no library we
-depend on offers them for arbitrary blocks.
+Departures from the official code, each for a stated reason: the official v2 blocks (and the FKE's spectral
+encoder, 4 Mamba blocks at constant width) need a CUDA-only Mamba kernel, so the sub-U-Nets use any block of the
+toolkit (NAF, UniRepLKNet, InceptionNeXt, ResFFT) by config and the spectral encoder is a small U-Net of that
+block; x's spectrum is taken with ``norm="ortho"`` (the official ``backward`` scales the encoder's input with the
+window's area, so one network would see different magnitudes at 256² and 512²); the 1×1 convolutions keep their
+biases (the official's have none but the head's) and the head starts at K = 1 (f = y: the plain features first;
+the official starts at random K); the latent sharp images are off by default (``net(x)`` then depends on every
+parameter, the toolkit's network contract); every ``irfft2`` passes ``s=`` (the official drops a column on odd
+widths); FFTs run in float32 under autocast; the reversible scale α is kept at |α| ≥ ``min_alpha`` (the
+backward divides by it).
+The circular FFT convolution, the windows, the reversible autograd function and the spectral encoder are written
+here: no library we depend on offers them for arbitrary blocks.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +53,8 @@ from torch import nn
 
 from restore.models.unet import RestorationUNet, _stage, pad_to_multiple
 
-__all__ = ["ResFFTBlock", "FourierKernelEstimator", "DeepRFTNet", "RevColumns", "fft_conv2d", "kernel_images"]
+__all__ = ["ResFFTBlock", "FourierKernelEstimator", "KernelSpectrum", "DeepRFTNet", "RevColumns", "fft_conv2d",
+           "kernel_images", "window_starts", "window_weights"]
 
 BlockFactory = Callable[..., nn.Module]
 
@@ -141,11 +152,70 @@ class ResFFTBlock(nn.Module):
         return x + self.drop_path(self.spatial(x) + freq)
 
 
+class KernelSpectrum(NamedTuple):
+    """The FKE's kernel spectra, one per estimator window (what :func:`kernel_images` turns into pictures).
+
+    Attributes:
+        spectrum: (B, N, C, h, w//2 + 1) complex, N windows in row-major order over a ``grid``.
+        size: (h, w), the padded window's size (``irfft2``'s ``s=``).
+        grid: (rows, columns) of windows.
+    """
+
+    spectrum: torch.Tensor
+    size: tuple[int, int]
+    grid: tuple[int, int]
+
+    def centre(self) -> torch.Tensor:
+        """(B, C, h, w//2 + 1): the spectrum of the window at the middle of the grid."""
+        rows, cols = self.grid
+        return self.spectrum[:, (rows // 2) * cols + cols // 2]
+
+
+def window_starts(size: int, window: int, overlap: int) -> list[int]:
+    """Offsets of the estimator windows along one axis, as the official ``KernelEstimator.grids``: windows of
+    ``min(size, window)`` pixels every ``window − overlap``, the last moved back to end at the border."""
+    k = min(size, window)
+    if not 0 <= overlap < k:
+        raise ValueError(f"window overlap must be in [0, {k}) for windows of {k} px, got {overlap}")
+    starts, i = [], 0
+    while i + k < size:
+        starts.append(i)
+        i += k - overlap
+    return starts + [size - k]
+
+
+def window_weights(starts: Sequence[int], k: int, hard: bool, dtype: torch.dtype = torch.float32,
+                   device: torch.device | None = None) -> list[torch.Tensor]:
+    """Each window's blending weights along one axis (length ``k``).
+
+    Soft (``hard=False``, the official ``grids_inverse``): a linear ramp, ``linspace(0, 1)`` in and
+    ``linspace(1, 0)`` out, over each overlap with a neighbour; the weights are summed, not normalised.
+    Hard (the official ``window_partitionx``/``window_reversex``, used in training): every pixel from the first
+    window that covers it.
+    """
+    weights = []
+    for j, start in enumerate(starts):
+        w = torch.ones(k, dtype=dtype, device=device)
+        if j > 0 and (over := starts[j - 1] + k - start) > 0:
+            w[:over] = 0.0 if hard else torch.linspace(0.0, 1.0, over, dtype=dtype, device=device)
+        if not hard and j < len(starts) - 1 and (over := start + k - starts[j + 1]) > 0:
+            w[k - over:] *= torch.linspace(1.0, 0.0, over, dtype=dtype, device=device)
+        weights.append(w)
+    return weights
+
+
 class FourierKernelEstimator(nn.Module):
     """DeepRFTv2's Fourier kernel estimator (FKE): kernel-level learning from a decoder feature.
 
-    x = Conv1×1(d), y = Conv1×1(d); r₀ = Conv1×1([Re; Im] rfft2(x, ortho)); K = Conv1×1_{C→2C}(LN(R(r₀)))
-    read as K_re + i·K_im; f = irfft2(rfft2(y) ⊙ K, s=(H, W)); f' = Conv1×1([f; d]).
+    x = Conv1×1(d), y = Conv1×1(d); per window (below): x and y replicate-padded by ``pad``;
+    r₀ = Conv1×1([Re; Im] rfft2(x, ortho)); K = Conv1×1_{C→2C}(LN(R(r₀))) read as K_re + i·K_im;
+    f = irfft2(rfft2(y) ⊙ K, s=) cropped back; f' = Conv1×1([f; d]).
+
+    As the official ``KernelEstimator`` runs it: a feature larger than ``window`` on either side is cut into
+    windows of ``window``² (one kernel per window; ``window_overlap`` px overlap and linear blending at
+    inference, non-overlapping windows in training, :func:`window_starts`, :func:`window_weights`), and each
+    window is replicate-padded by ``pad`` before the FFTs (the circular product then wraps the padding, not the
+    far border) and cropped after.
 
     Args:
         dim: channels C of the decoder feature.
@@ -154,19 +224,44 @@ class FourierKernelEstimator(nn.Module):
         width: R's width at its first level (doubling per level).
         domain: ``"fourier"`` (the FKE) or ``"spatial"``, the ablation with identical parameters: R reads
             [x; y] in the image domain and the head's two halves modulate y (f = y·a + b) instead of
-            convolving it with an estimated kernel.
+            convolving it with an estimated kernel (same windows and padding).
+        pad: replicate padding of each window, px (official 32 at full scale; 0: none, circular borders).
+        window: window side above which the feature is cut into windows (official 512 at full scale);
+            ``None``: one window, the whole feature.
+        window_overlap: overlap of neighbouring windows at inference (official 128).
+        inputs, deconv_inputs: what x (read by the encoder) and y (convolved with K) are made from, the official
+            ``inp_feature`` / ``deconv_feature`` options: ``"feature"`` (d, the official GoPro setting),
+            ``"inp_feature"`` ([blurry image; d]), ``"inp_latentsharp_feature"`` ([blurry image; latent sharp
+            image; d]; x only), ``"inp"`` (the blurry image; y only).
+        image_channels: channels of the images those options read.
 
-    Shapes: d (B, C, H, W) → (f' (B, C, H, W), K (B, C, H, W//2+1) complex64, or None for ``spatial``).
+    Shapes: d (B, C, H, W) [, image and latent (B, image_channels, H, W)] → (f' (B, C, H, W),
+    :class:`KernelSpectrum` or None for ``spatial``).
     """
 
+    INPUTS = {"feature": ("feature",), "inp_feature": ("inp", "feature"),
+              "inp_latentsharp_feature": ("inp", "latentsharp", "feature")}
+    DECONV_INPUTS = {"feature": ("feature",), "inp_feature": ("inp", "feature"), "inp": ("inp",)}
+
     def __init__(self, dim: int, block: BlockFactory, levels: int = 4, width: int = 16,
-                 domain: str = "fourier") -> None:
+                 domain: str = "fourier", pad: int = 32, window: int | None = 512, window_overlap: int = 128,
+                 inputs: str = "feature", deconv_inputs: str = "feature", image_channels: int = 3) -> None:
         super().__init__()
         if domain not in ("fourier", "spatial"):
             raise ValueError(f"domain must be 'fourier' or 'spatial', got {domain!r}")
+        if inputs not in self.INPUTS or deconv_inputs not in self.DECONV_INPUTS:
+            raise ValueError(f"inputs must be one of {sorted(self.INPUTS)} and deconv_inputs one of "
+                             f"{sorted(self.DECONV_INPUTS)}, got {inputs!r}, {deconv_inputs!r}")
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+        if window is not None and not 0 <= window_overlap < window:
+            raise ValueError(f"window_overlap must be in [0, window={window}), got {window_overlap}")
         self.domain = domain
-        self.to_x = nn.Conv2d(dim, dim, 1)
-        self.to_y = nn.Conv2d(dim, dim, 1)
+        self.pad, self.window, self.window_overlap = pad, window, window_overlap
+        self.inputs, self.deconv_inputs = self.INPUTS[inputs], self.DECONV_INPUTS[deconv_inputs]
+        width_of = {"feature": dim, "inp": image_channels, "latentsharp": image_channels}
+        self.to_x = nn.Conv2d(sum(width_of[k] for k in self.inputs), dim, 1)
+        self.to_y = nn.Conv2d(sum(width_of[k] for k in self.deconv_inputs), dim, 1)
         self.r0 = nn.Conv2d(2 * dim, dim, 1)
         self.encoder = RestorationUNet(block, in_channels=dim, width=width, enc_blocks=[1] * levels,
                                        middle_blocks=1)
@@ -179,19 +274,65 @@ class FourierKernelEstimator(nn.Module):
             self.head.bias.zero_()
             self.head.bias[:dim] = 1.0
 
-    def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h, w = d.shape[-2:]
-        x, y = self.to_x(d), self.to_y(d)
+    def windows(self, h: int, w: int) -> tuple[list[int], list[int], int, int]:
+        """(row starts, column starts, window height, window width) for an h × w feature."""
+        if self.window is None or (h <= self.window and w <= self.window):
+            return [0], [0], h, w
+        overlap = 0 if self.training else self.window_overlap
+        return (window_starts(h, self.window, overlap), window_starts(w, self.window, overlap),
+                min(h, self.window), min(w, self.window))
+
+    def estimate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One batch of (padded) windows: x, y (N, C, h, w) → (f (N, C, h, w), K (N, C, h, w//2+1) or None)."""
         if self.domain == "spatial":
             a, b = self.head(self.norm(self.encoder(self.r0(torch.cat([x, y], dim=1))))).chunk(2, dim=1)
-            return self.fuse(torch.cat([y * a + b, d], dim=1)), None
-        with _fp32(d):
+            return y * a + b, None
+        with _fp32(x):
             spec = torch.fft.rfft2(_full(x), norm="ortho")
-        r = self.encoder(self.r0(torch.cat([spec.real, spec.imag], dim=1).to(d.dtype)))
+        r = self.encoder(self.r0(torch.cat([spec.real, spec.imag], dim=1).to(x.dtype)))
         k_re, k_im = _full(self.head(self.norm(r))).chunk(2, dim=1)
         kernel = torch.complex(k_re, k_im)
-        f = fft_conv2d(y, kernel).to(d.dtype)
-        return self.fuse(torch.cat([f, d], dim=1)), kernel
+        return fft_conv2d(y, kernel).to(x.dtype), kernel
+
+    @property
+    def needs_latent(self) -> bool:
+        """Whether x reads a latent sharp image (``inputs="inp_latentsharp_feature"``)."""
+        return "latentsharp" in self.inputs
+
+    def forward(self, d: torch.Tensor, image: torch.Tensor | None = None,
+                latent: torch.Tensor | None = None) -> tuple[torch.Tensor, KernelSpectrum | None]:
+        b, c, h, w = d.shape
+        given = {"feature": d, "inp": image, "latentsharp": latent}
+        missing = sorted({k for k in self.inputs + self.deconv_inputs if given[k] is None})
+        if missing:
+            raise ValueError(f"this estimator reads {' and '.join(missing)} (inputs={'_'.join(self.inputs)!r}, "
+                             f"deconv_inputs={'_'.join(self.deconv_inputs)!r}); pass them to forward")
+        # pointwise: the same on the whole feature as per window
+        x = self.to_x(torch.cat([given[k] for k in self.inputs], dim=1))
+        y = self.to_y(torch.cat([given[k] for k in self.deconv_inputs], dim=1))
+        rows, cols, kh, kw = self.windows(h, w)
+        p = self.pad
+
+        def cut(t: torch.Tensor) -> torch.Tensor:
+            parts = torch.cat([t[..., i:i + kh, j:j + kw] for i in rows for j in cols])
+            return F.pad(parts, (p, p, p, p), mode="replicate") if p else parts
+
+        f, kernel = self.estimate(cut(x), cut(y))
+        f = f[..., p:p + kh, p:p + kw]
+        if len(rows) * len(cols) > 1:
+            hard = self.training or self.window_overlap == 0
+            wh = window_weights(rows, kh, hard, f.dtype, f.device)
+            ww = window_weights(cols, kw, hard, f.dtype, f.device)
+            merged = f.new_zeros(b, c, h, w)
+            parts = f.unflatten(0, (len(rows) * len(cols), b))
+            for n, ((i, wi), (j, wj)) in enumerate((r, cl) for r in zip(rows, wh) for cl in zip(cols, ww)):
+                merged[..., i:i + kh, j:j + kw] += parts[n] * (wi[:, None] * wj[None, :])
+            f = merged
+        spectrum = None
+        if kernel is not None:
+            spectrum = KernelSpectrum(kernel.unflatten(0, (len(rows) * len(cols), b)).transpose(0, 1),
+                                      (kh + 2 * p, kw + 2 * p), (len(rows), len(cols)))
+        return self.fuse(torch.cat([f, d], dim=1)), spectrum
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -383,8 +524,9 @@ class DeepRFTNet(nn.Module):
 
     Contract: ``forward(x)`` maps (B, C, H, W) → (B, C, H, W) (the full-resolution image, any size: inputs are
     reflect-padded to :attr:`size_multiple` and cropped back), so the net works wherever a restoration network
-    does (``restore_image``, metrics, export). ``forward(x, return_all=True)`` returns the image of every
-    scale, **coarse → fine** (scale s cropped to ⌈H/2^(S−1−s)⌉ × ⌈W/2^(S−1−s)⌉), what the training loss
+    does (``restore_image``, metrics, export). ``forward(x, return_all=True)`` returns the images of every
+    scale, **coarse → fine** (with ``latent_sharp`` two per scale, the latent sharp image then the FKE's; scale s
+    cropped to ⌈H/2^(S−1−s)⌉ × ⌈W/2^(S−1−s)⌉; the last is the output), what the training loss
     reads
     (:class:`restore.losses.MultiScaleLoss`; :class:`~restore.lightning.RestorationModule` asks for it when the
     net has ``multi_output = True``). :meth:`estimate_kernels` gives the estimated kernels to look at.
@@ -400,11 +542,25 @@ class DeepRFTNet(nn.Module):
         estimator: ``"fourier"`` (the FKE), ``"spatial"`` (the no-FKE ablation, identical parameter count) or
             ``None`` (the sub-U-Net's own reconstruction from d).
         estimator_levels, estimator_width: the FKE's spectral encoder (4 levels in the paper).
+        estimator_pad, estimator_window, estimator_window_overlap: the full-resolution FKE's replicate padding,
+            window and window overlap (official: 32, 512, 128; see :class:`FourierKernelEstimator`); each
+            coarser scale halves them, as the official does. The net configs set the official values; the
+            defaults here (0, None: no padding, one window) keep a stored config written before these options
+            existed building the network its weights were trained as.
+        estimator_inputs, estimator_deconv_inputs: what the estimator's x and y are made from (the official
+            ``inp_feature`` / ``deconv_feature``; see :class:`FourierKernelEstimator`); the latent sharp image
+            ``"inp_latentsharp_feature"`` reads needs ``latent_sharp``.
         columns: RevCol columns after each sub-U-Net's encoder (0: none).
         reversible: recompute the columns' activations in backward (training memory; same gradients).
         min_alpha: lower bound on the columns' |α|.
+        latent_sharp: also give each scale's decoder image Conv3×3(d) + input, before the FKE, to the loss (the
+            official ``latent_sharp``: both images of every scale are supervised); never the output.
+        tile, tile_overlap: at inference (``eval()``, the full-resolution image), run images larger than ``tile``
+            on overlapping tiles (:meth:`_tiled`; the official test: 512, overlap 128), so any photo restores in
+            bounded memory; ``None``: the whole image at once (the estimator still windows it).
 
-    Shapes: (B, C, H, W) → (B, C, H, W); with ``return_all=True`` a list of ``scales`` images, coarse → fine.
+    Shapes: (B, C, H, W) → (B, C, H, W); with ``return_all=True`` a list of ``scales`` (× 2 with
+    ``latent_sharp``) images, coarse → fine.
     """
 
     multi_output = True
@@ -424,9 +580,17 @@ class DeepRFTNet(nn.Module):
         estimator: str | None = "fourier",
         estimator_levels: int = 2,
         estimator_width: int = 8,
+        estimator_pad: int = 0,
+        estimator_window: int | None = None,
+        estimator_window_overlap: int = 128,
+        estimator_inputs: str = "feature",
+        estimator_deconv_inputs: str = "feature",
         columns: int = 0,
         reversible: bool = False,
         min_alpha: float = 0.1,
+        latent_sharp: bool = False,
+        tile: int | None = None,
+        tile_overlap: int = 128,
     ) -> None:
         super().__init__()
         if scales < 1:
@@ -446,10 +610,28 @@ class DeepRFTNet(nn.Module):
         self.columns = nn.ModuleList(
             RevColumns(block, width, list(enc_blocks) + [middle_blocks], ks, columns, reversible, min_alpha)
             for _ in range(scales))
-        self.estimators = nn.ModuleList(
-            FourierKernelEstimator(width, block, estimator_levels, estimator_width, estimator)
-            if estimator else nn.Identity() for _ in range(scales))
+        def fke(s: int) -> nn.Module:
+            if not estimator:
+                return nn.Identity()
+            f = 2 ** (scales - 1 - s)  # scale s is 1/f of the full resolution
+            return FourierKernelEstimator(width, block, estimator_levels, estimator_width, estimator,
+                                          pad=estimator_pad // f,
+                                          window=None if estimator_window is None else estimator_window // f,
+                                          window_overlap=estimator_window_overlap // f,
+                                          inputs=estimator_inputs, deconv_inputs=estimator_deconv_inputs,
+                                          image_channels=in_channels)
+
+        self.estimators = nn.ModuleList(fke(s) for s in range(scales))
         self.estimator = estimator
+        if estimator and "latentsharp" in estimator_inputs and not latent_sharp:
+            raise ValueError(f"estimator_inputs={estimator_inputs!r} reads each scale's latent sharp image: "
+                             "set latent_sharp=True")
+        if tile is not None and not 0 <= tile_overlap < tile:
+            raise ValueError(f"tile_overlap must be in [0, tile={tile}), got {tile_overlap}")
+        self.tile, self.tile_overlap = tile, tile_overlap
+        # the official's latent-sharp image of each scale, Conv3×3(d) + input, supervised beside the FKE's image
+        self.latent_outros = nn.ModuleList(
+            nn.Conv2d(width, in_channels, 3, padding=1) for _ in range(scales)) if latent_sharp else None
         # the coarser scale's [f'; image] → the finer scale's stem resolution and width
         self.fuses = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width + in_channels, width * 4, 1), nn.PixelShuffle(2)) for _ in range(scales - 1))
@@ -475,7 +657,7 @@ class DeepRFTNet(nn.Module):
 
     def reconstruct(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Full-resolution decoder features and the padded input → the image (FKE, then Conv3×3 + input)."""
-        return self._reconstruct_scale(len(self.unets) - 1, features, x)[0]
+        return self._reconstruct_scale(len(self.unets) - 1, features, x)[0][-1]
 
     # -- scales ----------------------------------------------------------------------------------------------
     def _inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -495,53 +677,78 @@ class DeepRFTNet(nn.Module):
         states = self.columns[s](stem, skips + [unet.middle(latent)])
         return states[-1], states[:-1]
 
-    def _reconstruct_scale(self, s: int, d: torch.Tensor, x: torch.Tensor):
+    def _reconstruct_scale(self, s: int, d: torch.Tensor, x: torch.Tensor, latent_sharp: bool = False):
+        """Scale s's decoder feature d and input x → (its images: [latent sharp,] FKE image; carry; kernel)."""
+        latent = self.latent_outros[s](d) + x if self.latent_outros is not None else None
         if self.estimator is None:
             feature, kernel = d, None
         else:
-            feature, kernel = self.estimators[s](d)
+            feature, kernel = self.estimators[s](d, image=x, latent=latent)
         image = self.unets[s].reconstruct(feature, x)
-        return image, torch.cat([feature, image], dim=1), kernel
+        images = [latent, image] if latent_sharp and latent is not None else [image]
+        return images, torch.cat([feature, image], dim=1), kernel
 
-    def _coarse(self, x: torch.Tensor):
-        """Run every scale but the finest: (images, carry into the finest, kernel spectra)."""
+    def _coarse(self, x: torch.Tensor, latent_sharp: bool = False):
+        """Run every scale but the finest: ([(scale, image), …], carry into the finest, kernel spectra)."""
         inputs = self._inputs(x)
         images, kernels, carry = [], [], None
         for s in range(self.scales - 1):
             latent, skips = self._encode_scale(s, inputs[s], carry)
-            image, carry, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), inputs[s])
-            images.append(image)
+            out, carry, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), inputs[s],
+                                                         latent_sharp)
+            images += [(s, image) for image in out]
             kernels.append(kernel)
         return images, carry, kernels
 
-    def _run(self, x: torch.Tensor):
-        images, carry, kernels = self._coarse(x)
+    def _run(self, x: torch.Tensor, latent_sharp: bool = False):
+        """Padded input → ([(scale, image), …] coarse → fine, the last the output; kernel spectra per scale)."""
+        images, carry, kernels = self._coarse(x, latent_sharp)
         s = self.scales - 1
         latent, skips = self._encode_scale(s, x, carry)
-        image, _, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), x)
-        return images + [image], kernels + [kernel]
+        out, _, kernel = self._reconstruct_scale(s, self.unets[s].decode(latent, skips), x, latent_sharp)
+        return images + [(s, image) for image in out], kernels + [kernel]
 
     def forward(self, x: torch.Tensor, return_all: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        """(B, C, H, W) → (B, C, H, W); ``return_all=True``: every scale's image, coarse → fine."""
+        """(B, C, H, W) → (B, C, H, W); ``return_all=True``: every scale's images, coarse → fine."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} takes (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        images, _ = self._run(pad_to_multiple(x, self.size_multiple))
+        if not return_all and not self.training and self.tile is not None and max(h, w) > self.tile:
+            return self._tiled(x)
+        images, _ = self._run(pad_to_multiple(x, self.size_multiple), latent_sharp=return_all)
         if not return_all:
-            return images[-1][..., :h, :w]
+            return images[-1][1][..., :h, :w]
         out = []
-        for s, image in enumerate(images):
+        for s, image in images:
             f = 2 ** (self.scales - 1 - s)
             out.append(image[..., :-(-h // f), :-(-w // f)])
         return out
 
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole network on ``tile``² tiles overlapping by ``tile_overlap``, blended by the estimator's linear
+        ramps (:func:`window_starts`, :func:`window_weights`): the official test's 512/128 sub-images. With
+        ``tile`` and ``tile_overlap`` equal to the full-resolution estimator's window and overlap, every tile is
+        one estimator window, where it lies in the whole-image computation."""
+        _, _, h, w = x.shape
+        rows, cols = window_starts(h, self.tile, self.tile_overlap), window_starts(w, self.tile, self.tile_overlap)
+        th, tw = min(h, self.tile), min(w, self.tile)
+        wh = window_weights(rows, th, hard=False, dtype=x.dtype, device=x.device)
+        ww = window_weights(cols, tw, hard=False, dtype=x.dtype, device=x.device)
+        out, total = torch.zeros_like(x), x.new_zeros(1, 1, h, w)
+        for i, wi in zip(rows, wh):
+            for j, wj in zip(cols, ww):
+                patch = pad_to_multiple(x[..., i:i + th, j:j + tw], self.size_multiple)
+                weight = wi[:, None] * wj[None, :]
+                out[..., i:i + th, j:j + tw] += self._run(patch)[0][-1][1][..., :th, :tw] * weight
+                total[..., i:i + th, j:j + tw] += weight
+        return out / total  # normalised: where three tiles overlap the ramps do not sum to one
+
     @torch.no_grad()
     def estimate_kernels(self, x: torch.Tensor, crop: int | None = 65) -> list[torch.Tensor]:
         """The estimated kernels of every scale, coarse → fine: (B, C, crop, crop) images in [0, 1]
-        (|irfft2(K)| per channel, centred; see :func:`kernel_images`). Empty for ``estimator != "fourier"``."""
+        (|irfft2(K)| per channel, centred; see :func:`kernel_images`); of the middle window where the estimator
+        cuts the image into windows. Empty for ``estimator != "fourier"``."""
         if self.estimator != "fourier":
             return []
-        xp = pad_to_multiple(x, self.size_multiple)
-        _, kernels = self._run(xp)
-        sizes = [t.shape[-2:] for t in self._inputs(xp)]
-        return [kernel_images(k, tuple(size), crop) for k, size in zip(kernels, sizes)]
+        _, kernels = self._run(pad_to_multiple(x, self.size_multiple))
+        return [kernel_images(k.centre(), k.size, crop) for k in kernels]
