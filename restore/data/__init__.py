@@ -30,6 +30,7 @@ from restore.data.degradations import (
     RainStreaks,
     apply_degradations,
 )
+from restore.data.haze_synthesis import DepthHaze
 from restore.data.kernels import (
     center_kernel,
     gaussian_kernel,
@@ -47,6 +48,7 @@ from restore.data.layouts import (
     rain100_pairs,
     sots_pairs,
 )
+from restore.data.rain_synthesis import LayeredRainStreaks
 
 __all__ = [
     # datamodule
@@ -77,6 +79,8 @@ __all__ = [
     "RainStreaks",
     "Haze",
     "LowLight",
+    "LayeredRainStreaks",
+    "DepthHaze",
     "apply_degradations",
     # kernels
     "random_motion_kernel",
