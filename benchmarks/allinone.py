@@ -19,8 +19,9 @@ the real Rain100L / Rain100H / SOTS inputs and of the older synthesis (``RainStr
 ``dev-split``: CBSD432 without those scenes (365 images); every 9th file (sorted; 41 images) becomes the dev set,
 the other 324 the dev training set, as symbolic links (nothing is copied). ``dev`` trains
 ``experiment=allinone/baryir_cbsd432`` on the 324 images, one run per recipe variant (``VARIANTS``: which rain
-presets, the potentials' activation), and evaluates each with ``eval.py data=allinone/dev`` (the 41 held-out images
-under every training degradation): the recipe's settings are chosen there, never on the test sets.
+presets and their weight, the potentials' activation), and evaluates each with ``eval.py data=allinone/dev`` (the
+41 held-out images under every training degradation): the recipe's settings are chosen there, never on the test
+sets.
 
 ``steptime``: one training step of each (plain: forward + L1 + backward + AdamW; BaryIR: forward with latents,
 generator loss, backward, AdamW, then the potential loss, backward, RMSprop: the two steps of
@@ -58,11 +59,12 @@ DEV_ROOT = ROOT / "outputs" / "allinone_dev"
 #: degradation
 TYPES = {"AddGaussianNoise": "denoise", "LayeredRainStreaks": "derain", "DepthHaze": "dehaze", "LowLight": "lowlight"}
 ORDER = ["denoise", "derain", "dehaze", "lowlight"]
-#: recipe variants compared on the dev split: (rain presets trained on, overrides)
+#: recipe variants compared on the dev split: (rain presets trained on, repeat factor of the rain sets, overrides)
 VARIANTS = {
-    "light_heavy": (("light", "heavy"), []),
-    "light": (("light",), []),
-    "leaky_potentials": (("light", "heavy"), ["model.potentials.first_activation=true"]),
+    "light_heavy": (("light", "heavy"), 1, []),
+    "light": (("light",), 1, []),
+    "leaky_potentials": (("light", "heavy"), 1, ["model.potentials.first_activation=true"]),
+    "rain_x2": (("light", "heavy"), 2, []),
 }
 
 
@@ -180,8 +182,10 @@ def dev_split(args: argparse.Namespace) -> None:
           f"{len(excluded)} Rain100L/H scenes)")
 
 
-def _keep_types(cfg, types: list[str], rain: tuple[str, ...] = ("light", "heavy")) -> None:
-    """Restrict a composed all-in-one config to the degradation types ``types`` (and these rain presets)."""
+def _keep_types(cfg, types: list[str], rain: tuple[str, ...] = ("light", "heavy"), rain_repeat: int | None = None
+                ) -> None:
+    """Restrict a composed all-in-one config to the degradation types ``types`` (and these rain presets; the rain
+    sets repeated ``rain_repeat`` times if given)."""
     from omegaconf import open_dict
 
     with open_dict(cfg):
@@ -191,7 +195,7 @@ def _keep_types(cfg, types: list[str], rain: tuple[str, ...] = ("light", "heavy"
             task = TYPES[degradation._target_.rsplit(".", 1)[-1]]
             if task in types and (task != "derain" or degradation.preset in rain):
                 kept.append(dataset)
-                repeat.append(times)
+                repeat.append(rain_repeat if task == "derain" and rain_repeat else times)
         if len(rain) == 1:  # one preset: its set takes the whole rain share
             for dataset in kept:
                 if TYPES[dataset.degradations[0]._target_.rsplit(".", 1)[-1]] == "derain":
@@ -278,11 +282,11 @@ def dev(args: argparse.Namespace) -> None:
     roots = [f"data.train.{i}.{key}" for i in range(5) for key in (f"root={DEV_ROOT / 'train'}", "exclude=[]")]
     roots += [f"data.val.{i}.{key}" for i in range(4) for key in (f"root={DEV_ROOT / 'dev'}", "exclude=[]")]
     for name in _shard(args.variants, args.shard):
-        rain, overrides = VARIANTS[name]
+        rain, rain_repeat, overrides = VARIANTS[name]
         run = Path(args.out) / name
         _train(run, "allinone/baryir_cbsd432", [f"seed={args.seed}", f"trainer.max_steps={args.steps}",
                                                 f"trainer.val_check_interval={args.steps}", *roots, *overrides],
-               edit=lambda cfg, rain=rain: _keep_types(cfg, ORDER, rain))
+               edit=lambda cfg, rain=rain, times=rain_repeat: _keep_types(cfg, ORDER, rain, times))
         _evaluate(run / "checkpoints" / "last.ckpt", "allinone/dev", run / "eval_dev", 0)
     if not args.shard:
         dev_report(args)
@@ -376,7 +380,7 @@ def compare(args: argparse.Namespace) -> None:
     for tasks, seed, name in _shard(jobs, args.shard):
         run = root / _run_name(name, tasks, seed)
         _train(run, f"allinone/{name}_cbsd432", [f"seed={seed}", f"trainer.max_steps={args.steps}",
-                                                 f"trainer.val_check_interval={args.steps}"],
+                                                 f"trainer.val_check_interval={args.steps}", *args.override],
                edit=lambda cfg, k=tasks: _keep_types(cfg, ORDER[:k]))
         for table, data in (("seen", "allinone/test4"), ("unseen", "allinone/unseen")):
             _evaluate(run / "checkpoints" / "last.ckpt", data, run / f"eval_{table}", args.images)
@@ -443,6 +447,7 @@ def main() -> None:
                        help="numbers K of training degradation types (noise, + rain, + haze, + low light)")
         p.add_argument("--images", type=int, default=20, help="first K images of every test set (0: all)")
         p.add_argument("--models", nargs="+", default=["baryir", "plain"], choices=["baryir", "plain"])
+        p.add_argument("--override", nargs="*", default=[], help="Hydra overrides for every training run")
         p.add_argument("--lanes", type=int, default=1)
         p.add_argument("--shard", default=None, help=argparse.SUPPRESS)
         p.add_argument("--out", default=str(ROOT / "outputs" / "benchmark_allinone"))
