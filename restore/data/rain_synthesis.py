@@ -21,6 +21,11 @@ layer, thin, sparse: Rain100L's kind) and ``preset="heavy"`` (3–5 layers, long
 give the recipe's two settings; any argument overrides its preset value. The values are the recipe's ranges
 (opacities, 1–2 px drops, streaks tens of pixels long on ~480×320 images), not fitted to the test sets.
 
+Batched: :meth:`LayeredRainStreaks.sample` draws one image's parameters (layer count, directions, densities,
+lengths, widths, opacities, padded to the most layers) and :meth:`LayeredRainStreaks.apply` renders a batch of
+images with theirs, each image's noise layers drawn from its own generator after its parameters; ``__call__`` is
+``apply`` on a batch of one — the protocol of the toolkit's batched on-device degradations.
+
 kornia supplies the Gaussian and line kernels and the convolutions; the layer stack and the screen blend are
 written here (kornia's ``RandomRain`` draws single-width gray segments and has neither). The older, simpler
 streaks (:class:`restore.data.RainStreaks`, kornia's drops softened and screen-blended) stay available.
@@ -36,6 +41,8 @@ from kornia.filters import fft_conv, gaussian_blur2d, get_gaussian_kernel2d, get
 from restore.data.degradations import _describe, _draw, _range
 
 __all__ = ["LayeredRainStreaks", "RAIN_PRESETS", "streak_layers", "screen_blend"]
+
+Params = dict[str, torch.Tensor]
 
 #: the recipe's two settings (Rain100L: light, Rain100H: heavy); ranges are drawn per image (per layer for the
 #: per-layer values). density: fraction of seed pixels; length: streak length in px; width: drop σ in px;
@@ -62,30 +69,32 @@ def screen_blend(base: torch.Tensor, layer: torch.Tensor, opacity: float | torch
     return base + opacity * layer * (1 - base)
 
 
-def streak_layers(height: int, width: int, density: Sequence[float], length: Sequence[int],
-                  drop_width: Sequence[float], angle: Sequence[float], brightness: tuple[float, float],
-                  generator: torch.Generator) -> torch.Tensor:
-    """Streak layers S_l ∈ [0, 1], shape (L, 1, height, width): sparse seeds → drops → motion-blurred streaks.
-
-    One value per layer in each sequence (all of length L).
+def streak_layers(uniform: torch.Tensor, density: Sequence[float] | torch.Tensor, length: Sequence[int] | torch.Tensor,
+                  drop_width: Sequence[float] | torch.Tensor, angle: Sequence[float] | torch.Tensor,
+                  brightness: tuple[float, float]) -> torch.Tensor:
+    """Streak layers S_l ∈ [0, 1]: sparse seeds → drops → motion-blurred streaks, on ``uniform``'s device.
 
     Args:
-        height, width: layer size.
-        density: fraction of pixels that seed a drop.
-        length: streak length in pixels (rounded up to an odd kernel side ≥ 3).
-        drop_width: σ (px) of the Gaussian that gives a drop its width.
-        angle: streak direction in degrees from vertical (positive: the top leans right).
+        uniform: (L, 1, H, W) U(0, 1) noise, one field per layer (the noise layer of the recipe).
+        density: (L,) fraction of pixels that seed a drop.
+        length: (L,) streak length in pixels (rounded up to an odd kernel side ≥ 3).
+        drop_width: (L,) σ (px) of the Gaussian that gives a drop its width.
+        angle: (L,) streak direction in degrees from vertical (positive: the top leans right).
         brightness: (low, high) range of the drops' brightness.
-        generator: source of randomness.
+
+    Returns:
+        (L, 1, H, W) layers in [0, 1].
     """
-    count = len(density)
-    u = torch.rand(count, 1, height, width, generator=generator)
+    count, device = uniform.shape[0], uniform.device
+    density, length, drop_width, angle = ([float(v) for v in torch.as_tensor(values).tolist()]
+                                          for values in (density, length, drop_width, angle))
     # levels: only the top `density` of the noise survives, rescaled to a brightness in `brightness`
-    d = torch.tensor([float(v) for v in density]).view(count, 1, 1, 1)
-    seeds = torch.where(u > 1 - d, brightness[0] + (brightness[1] - brightness[0]) * (u - (1 - d)) / d, 0.0)
-    sigmas = [max(float(s), 0.05) for s in drop_width]
+    d = torch.tensor(density, dtype=uniform.dtype, device=device).view(count, 1, 1, 1)
+    seeds = torch.where(uniform > 1 - d, brightness[0] + (brightness[1] - brightness[0]) * (uniform - (1 - d)) / d,
+                        0.0)
+    sigmas = [max(s, 0.05) for s in drop_width]
     side = 2 * int(3 * max(sigmas) + 0.5) + 1
-    sigma = torch.tensor([[s, s] for s in sigmas])
+    sigma = torch.tensor([[s, s] for s in sigmas], device=device)
     # divided by the Gaussian's 1-D centre tap (its 2-D kernel's central row sum): once drawn into a streak, the
     # drop's profile across the streak peaks at the seed's brightness, whatever its width
     centre = get_gaussian_kernel2d((side, side), sigma)[:, side // 2, :].sum(-1).view(count, 1, 1, 1)
@@ -96,11 +105,11 @@ def streak_layers(height: int, width: int, density: Sequence[float], length: Seq
     for i, (k, a) in enumerate(zip(sides, angle)):
         # kornia's angle is anticlockwise from the +x axis; streaks are measured from vertical, leaning right.
         # × k: a streak carries its drop's brightness along its length (Photoshop's levels after the blur)
-        line = get_motion_kernel2d(k, torch.tensor([90.0 - float(a)]), torch.zeros(1), mode="bilinear")[0] * k
+        line = get_motion_kernel2d(k, torch.tensor([90.0 - a]), torch.zeros(1), mode="bilinear")[0] * k
         pad = (big - k) // 2
         kernels[i, pad:pad + k, pad:pad + k] = line
     # FFT convolution: its cost does not grow with the 10–60 px kernels (filter2d's does, ~10× slower here)
-    return fft_conv(drops, kernels, border_type="constant").clamp(0, 1)
+    return fft_conv(drops, kernels.to(device=device, dtype=uniform.dtype), border_type="constant").clamp(0, 1)
 
 
 class LayeredRainStreaks:
@@ -164,8 +173,9 @@ class LayeredRainStreaks:
                              "brightness and opacity in [0, 1])")
         self.task = task
 
-    def rain_layer(self, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-        """The combined streak layer 1 − Π_l (1 − α_l S_l), shape (1, height, width), in [0, 1]."""
+    def sample(self, generator: torch.Generator, image_hw: tuple[int, int]) -> Params:
+        """Every random choice of one image but the noise layers: ``count`` (layers), and per layer (padded to the
+        most layers) ``angle``, ``density``, ``length``, ``width``, ``opacity``; float64, as drawn."""
         low, high = self.layers
         count = low if low == high else int(torch.randint(low, high + 1, (), generator=generator))
         dominant = _draw(self.angle, generator)
@@ -173,16 +183,47 @@ class LayeredRainStreaks:
         draws = [[_draw(bounds, generator) for _ in range(count)]
                  for bounds in (self.density, self.length, self.width, self.opacity)]
         density, length, drop_width, opacity = draws
-        layers = streak_layers(height, width, density, [round(v) for v in length], drop_width,
-                               (dominant + jitter).tolist(), self.brightness, generator)
-        alpha = torch.tensor(opacity).view(count, 1, 1, 1)
-        return 1 - (1 - alpha * layers).prod(0)
+
+        def padded(values: Sequence[float]) -> torch.Tensor:
+            out = torch.zeros(high, dtype=torch.float64)
+            out[:count] = torch.tensor(values, dtype=torch.float64)
+            return out
+
+        return {"count": torch.tensor(count), "angle": padded((dominant + jitter).tolist()),
+                "density": padded(density), "length": padded([round(v) for v in length]),
+                "width": padded(drop_width), "opacity": padded(opacity)}
+
+    def rain_layers(self, params: Params, generators: Sequence[torch.Generator], height: int,
+                    width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The combined streak layers 1 − Π_l (1 − α_l S_l) of a batch's ``params``, (B, 1, height, width) in [0, 1].
+
+        Each image's noise layers are drawn from its own generator (on ``device``), after its parameters.
+        """
+        counts = [int(c) for c in params["count"].tolist()]
+        if len(generators) != len(counts):
+            raise ValueError(f"one generator per image is needed: {len(generators)} for {len(counts)} images")
+        uniform = torch.cat([torch.rand(c, 1, height, width, generator=g, device=device)
+                             for c, g in zip(counts, generators)])
+        valid = torch.arange(params["angle"].shape[1])[None] < torch.tensor(counts)[:, None]
+        per_layer = {key: params[key][valid] for key in ("density", "length", "width", "angle", "opacity")}
+        layers = streak_layers(uniform, per_layer["density"], per_layer["length"], per_layer["width"],
+                               per_layer["angle"], self.brightness)
+        alpha = per_layer["opacity"].to(device=device, dtype=layers.dtype).view(-1, 1, 1, 1)
+        transmitted = [part.prod(0) for part in (1 - alpha * layers).split(counts)]
+        return 1 - torch.stack(transmitted)
+
+    def apply(self, images: torch.Tensor, params: Params, generators: Sequence[torch.Generator]
+              ) -> torch.Tensor:
+        """(B, C, H, W) clean images, the collated :meth:`sample` params and one generator per image → rainy images."""
+        rain = self.rain_layers(params, generators, *images.shape[-2:], device=images.device).to(images.dtype)
+        return screen_blend(images.clamp(0, 1), rain).clamp(0, 1)
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(C, H, W) → (C, H, W): :meth:`apply` on a batch of one."""
         if image.dim() != 3:
             raise ValueError(f"LayeredRainStreaks takes a (C, H, W) image, got shape {tuple(image.shape)}")
-        rain = self.rain_layer(*image.shape[-2:], generator).to(image)
-        return screen_blend(image.clamp(0, 1), rain).clamp(0, 1)
+        params = {k: v[None] for k, v in self.sample(generator, tuple(image.shape[-2:])).items()}
+        return self.apply(image[None], params, [generator])[0]
 
     def __repr__(self) -> str:
         return _describe(self, preset=self.preset, layers=self.layers, density=self.density, length=self.length,

@@ -92,6 +92,20 @@ def test_random_depth_is_smooth_and_far_at_the_top():
     assert sum(tops) / 8 > sum(bottoms) / 8 + 0.2
 
 
+@pytest.mark.parametrize("depth", ["random", "image", "mixed"])
+def test_batched_apply_equals_the_per_sample_path(depth):
+    """A batch hazed at once (each image with its own parameters) = each image on its own."""
+    haze = DepthHaze(depth=depth, airlight_tint=0.05)
+    images = torch.stack([_image(3, seed=s) for s in range(4)])
+    one_by_one = torch.stack([haze(img, _gen(20 + i)) for i, img in enumerate(images)])
+    samples = [haze.sample(_gen(20 + i), (48, 48)) for i in range(4)]
+    params = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+    assert torch.allclose(haze.apply(images, params), one_by_one, atol=1e-6)
+    depth_batch = color_attenuation_depth(images)
+    assert depth_batch.shape == (4, 1, 48, 48)
+    assert torch.allclose(depth_batch[2], color_attenuation_depth(images[2]), atol=1e-6)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="depth"):
         DepthHaze(depth="lidar")

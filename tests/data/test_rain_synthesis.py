@@ -17,6 +17,10 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _uniform(layers: int, size: int, seed: int) -> torch.Tensor:
+    return torch.rand(layers, 1, size, size, generator=_gen(seed))
+
+
 def _image(channels: int = 3, size: int = 64, seed: int = 0) -> torch.Tensor:
     coarse = torch.rand(1, channels, size // 8, size // 8, generator=_gen(seed))
     return 0.05 + 0.9 * F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0]
@@ -61,7 +65,7 @@ def _direction_error(layer: torch.Tensor, angle: float) -> float:
 @pytest.mark.parametrize("angle", [-20.0, 0.0, 15.0])
 def test_streaks_follow_the_dominant_direction(angle):
     """Positive angles lean the top of a streak to the right; the layer barely varies along it."""
-    layer = streak_layers(128, 128, [0.004], [31], [0.5], [angle], (0.5, 1.0), _gen(1))
+    layer = streak_layers(_uniform(1, 128, 1), [0.004], [31], [0.5], [angle], (0.5, 1.0))
     assert layer.shape == (1, 1, 128, 128)
     assert abs(_direction_error(layer, angle)) <= 4.0
     rain = LayeredRainStreaks("heavy", angle=angle, angle_jitter=0.0)
@@ -70,12 +74,12 @@ def test_streaks_follow_the_dominant_direction(angle):
 
 
 def test_streak_length_and_brightness_follow_their_settings():
-    short = streak_layers(96, 96, [0.003], [5], [0.4], [0.0], (1.0, 1.0), _gen(5))
-    long = streak_layers(96, 96, [0.003], [41], [0.4], [0.0], (1.0, 1.0), _gen(5))
+    short = streak_layers(_uniform(1, 96, 5), [0.003], [5], [0.4], [0.0], (1.0, 1.0))
+    long = streak_layers(_uniform(1, 96, 5), [0.003], [41], [0.4], [0.0], (1.0, 1.0))
     assert long.mean() > 4 * short.mean()  # the same seeds, drawn 8× longer
     # each streak keeps its drop's brightness along its axis (not 1/length of it, as a plain average would)
     assert long.amax() == pytest.approx(1.0, abs=1e-4)
-    dim = streak_layers(96, 96, [0.003], [41], [0.4], [0.0], (0.3, 0.3), _gen(6))
+    dim = streak_layers(_uniform(1, 96, 6), [0.003], [41], [0.4], [0.0], (0.3, 0.3))
     on_axis = dim[dim > 0.2]  # streak axes (the rest: the drops' soft flanks)
     assert float(((on_axis - 0.3).abs() < 0.012).float().mean()) > 0.6
 
@@ -85,6 +89,21 @@ def test_heavy_rain_covers_more_than_light_rain():
     light = torch.stack([LayeredRainStreaks("light")(img, _gen(s)).mean() for s in range(6)]).mean()
     heavy = torch.stack([LayeredRainStreaks("heavy")(img, _gen(s)).mean() for s in range(6)]).mean()
     assert heavy > 1.5 * light > 0
+
+
+@pytest.mark.parametrize("preset", ["light", "heavy"])
+def test_batched_apply_equals_the_per_sample_path(preset):
+    """A batch rendered at once (each image with its parameters and generator) = each image on its own."""
+    rain, images = LayeredRainStreaks(preset), torch.stack([_image(3, 48, seed=s) for s in range(4)])
+    one_by_one = torch.stack([rain(img, _gen(10 + i)) for i, img in enumerate(images)])
+    generators = [_gen(10 + i) for i in range(4)]
+    samples = [rain.sample(g, (48, 48)) for g in generators]
+    assert all(v.shape == samples[0][k].shape for s in samples for k, v in s.items())  # fixed shapes: they collate
+    params = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+    batched = rain.apply(images, params, generators)
+    assert torch.allclose(batched, one_by_one, atol=1e-6)
+    if preset == "heavy":
+        assert len(set(params["count"].tolist())) > 1  # images with different layer counts in one batch
 
 
 def test_overrides_replace_preset_values_and_bad_values_are_named():
