@@ -3,8 +3,7 @@
 - ``restore/weights/<name>.md`` (the model cards, shipped with the weights) → ``zoo/<name>.md``;
 - ``benchmarks/RESULTS.md`` (machine-specific timings and benchmark tables) → ``results.md``;
 - ``<!-- zoo-table -->`` → one row per shipped model, from its card's JSON;
-- ``<!-- cli-help: restore [command] -->`` → that command's ``--help``, from ``restore.cli.build_parser``;
-- a method page of :data:`PENDING_PAGES` that is not in docs/ yet → a placeholder naming it.
+- ``<!-- cli-help: restore [command] -->`` → that command's ``--help``, from ``restore.cli.build_parser``.
 
 So the site never holds a second copy that could drift from the cards, the results or the parser.
 ``tests/test_docs.py`` imports this file to resolve README and docs links to generated pages: MkDocs is
@@ -22,10 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 WEIGHTS = ROOT / "restore" / "weights"
 CLI_HELP = re.compile(r"<!-- cli-help: restore ?(\w*) -->")
-# method pages written on other branches (issue #25); the merged page replaces the placeholder, then drop it here
-PENDING_PAGES = {
-    "methods/allinone.md": "All-in-one restoration (BaryIR)",
-}
 
 
 def generated_pages() -> dict[str, Path]:
@@ -36,20 +31,11 @@ def generated_pages() -> dict[str, Path]:
     return pages
 
 
-def pending_pages() -> list[str]:
-    """The pages of :data:`PENDING_PAGES` not written yet (a placeholder stands in for each)."""
-    return [page for page in PENDING_PAGES if not (DOCS / page).is_file()]
-
-
 def on_files(files, config):
     from mkdocs.structure.files import File
 
     for page, source in generated_pages().items():
         files.append(File.generated(config, page, content=source.read_text()))
-    for page in pending_pages():
-        files.append(File.generated(config, page, content=(
-            f"# {PENDING_PAGES[page]}\n\nThis page is being written. Meanwhile: the [Python API](../reference/api.md) "
-            "and the [benchmark results](../results.md).\n")))
     return files
 
 

@@ -40,7 +40,7 @@ def relative_links(markdown: str) -> list[str]:
 
 def broken_links(page: Path) -> list[str]:
     hooks = _hooks()
-    site_pages = set(hooks.generated_pages()) | set(hooks.pending_pages())
+    site_pages = set(hooks.generated_pages())
     broken = []
     for target in relative_links(page.read_text()):
         path = (page.parent / target).resolve()

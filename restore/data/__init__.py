@@ -40,6 +40,7 @@ from restore.data.degradations import (
     apply_degradations,
     is_batched,
 )
+from restore.data.haze_synthesis import DepthHaze
 from restore.data.kernels import (
     center_kernel,
     gaussian_kernel,
@@ -57,6 +58,7 @@ from restore.data.layouts import (
     rain100_pairs,
     sots_pairs,
 )
+from restore.data.rain_synthesis import LayeredRainStreaks
 
 __all__ = [
     # datamodule
@@ -94,6 +96,8 @@ __all__ = [
     "RainStreaks",
     "Haze",
     "LowLight",
+    "LayeredRainStreaks",
+    "DepthHaze",
     "apply_degradations",
     # kernels
     "random_motion_kernel",

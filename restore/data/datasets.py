@@ -414,13 +414,15 @@ class CleanImageDataset(RestorationDataset):
         root: folder of clean images.
         degradations: at least one, applied in order to each (cropped) clean image.
         recursive: also take images in sub-folders (names become ``<subdir>_<stem>``).
+        exclude: names of images to leave out (e.g. the scenes of a test set that the folder also holds); each
+            must be in the folder, so a misspelt name is an error rather than a test scene trained on.
         **options: the other sampling arguments of :class:`RestorationDataset`.
     """
 
     LAYOUT = "<root>/*.png (or .jpg, .bmp …) clean images, e.g. BSD400 / WED / DIV2K_train_HR"
 
     def __init__(self, root: str | Path, degradations: Sequence[Degradation], recursive: bool = False,
-                 **options: Any) -> None:
+                 exclude: Collection[str] = (), **options: Any) -> None:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"clean-image folder {root} not found; expected {self.LAYOUT} "
@@ -428,8 +430,17 @@ class CleanImageDataset(RestorationDataset):
         if not degradations:
             raise ValueError(f"CleanImageDataset({root}) needs at least one degradation to make lq images from")
         self.root = root
-        self.files = list_images(root, recursive, what="clean-image folder", layout=self.LAYOUT)
-        self.names = ["_".join(p.relative_to(root).with_suffix("").parts) for p in self.files]
+        files = list_images(root, recursive, what="clean-image folder", layout=self.LAYOUT)
+        names = ["_".join(p.relative_to(root).with_suffix("").parts) for p in files]
+        excluded = {str(name) for name in exclude}
+        unknown = sorted(excluded - set(names))
+        if unknown:
+            raise ValueError(f"CleanImageDataset({root}): exclude names {unknown[:5]} ({len(unknown)} in all) are not "
+                             "images of the folder (names are file stems)")
+        self.files = [p for p, n in zip(files, names) if n not in excluded]
+        self.names = [n for n in names if n not in excluded]
+        if not self.files:
+            raise ValueError(f"CleanImageDataset({root}): every image is excluded")
         super().__init__(degradations=degradations, **options)
 
     @property

@@ -168,19 +168,25 @@ class BaryIRNet(RestorationUNet):
 class KantorovichPotential(nn.Module):
     """One Kantorovich potential f_k: latent (B, C, h, w) of any size → (B,) scalars.
 
-    Adaptive average pooling to ``grid``×``grid`` → MLP (C·grid² → hidden → 64 → 1, LeakyReLU(0.2)
-    between layers). The official ``Potentials`` flatten a conv(4, stride 4) map whose size is fixed
-    by the 128² patch (C·4·4 features at 128²); pooling to the same grid gives the same feature count
-    at any patch or image size, without that conv (a 3×3 conv there is a sizeable share of a tiny
-    model's training step).
+    Adaptive average pooling to ``grid``×``grid`` → MLP C·grid² → hidden → 64 → 1, as the official ``Potentials``:
+    no activation between the first two Linear layers (they compose to one linear map of rank ≤ hidden), a
+    LeakyReLU(0.2) before the last. The official conv(4, stride 4) + Flatten ties the potentials to 128² patches
+    (C·4·4 features at 128²); pooling to the same grid gives the same feature count at any patch or image size,
+    without that conv (a 3×3 conv there cost ≈ 10–15% of a tiny CPU model's training step).
+
+    ``first_activation=True`` puts a LeakyReLU(0.2) between the first two Linear layers, as this toolkit did
+    before it matched the official code (docs/methods/allinone.md measures the two); parameter names are the
+    same either way (an ``nn.Identity`` holds the place), so checkpoints of both load into both.
 
     Args:
         channels: latent channels C.
         grid: side of the pooled map (4 = the official feature count at 128² patches).
         hidden: first MLP width; ``None`` = C·grid²/4 as the official code.
+        first_activation: a LeakyReLU(0.2) after the first Linear layer (not in the official code).
     """
 
-    def __init__(self, channels: int, grid: int = 4, hidden: int | None = None) -> None:
+    def __init__(self, channels: int, grid: int = 4, hidden: int | None = None, first_activation: bool = False
+                 ) -> None:
         super().__init__()
         features = channels * grid * grid
         hidden = hidden or max(1, features // 4)
@@ -188,7 +194,7 @@ class KantorovichPotential(nn.Module):
             nn.AdaptiveAvgPool2d(grid),
             nn.Flatten(),
             nn.Linear(features, hidden),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2) if first_activation else nn.Identity(),
             nn.Linear(hidden, 64),
             nn.LeakyReLU(0.2),
             nn.Linear(64, 1),
@@ -206,16 +212,19 @@ class KantorovichPotentials(nn.Module):
         channels: latent channels of the network (``net.latent_channels``).
         grid: pooled grid size of each potential (see :class:`KantorovichPotential`).
         hidden: hidden width of each potential's MLP (see :class:`KantorovichPotential`).
+        first_activation: a LeakyReLU between the first two Linear layers (see :class:`KantorovichPotential`).
 
     Shapes: (B, C, h, w) → (B, K): every potential on every sample (the congruence penalty needs all
     K; the generator and potential losses pick each sample's own with ``gather``).
     """
 
-    def __init__(self, num_potentials: int, channels: int, grid: int = 4, hidden: int | None = None) -> None:
+    def __init__(self, num_potentials: int, channels: int, grid: int = 4, hidden: int | None = None,
+                 first_activation: bool = False) -> None:
         super().__init__()
         if num_potentials < 1:
             raise ValueError(f"num_potentials must be >= 1, got {num_potentials}")
-        self.potentials = nn.ModuleList(KantorovichPotential(channels, grid, hidden) for _ in range(num_potentials))
+        self.potentials = nn.ModuleList(KantorovichPotential(channels, grid, hidden, first_activation)
+                                        for _ in range(num_potentials))
 
     def __len__(self) -> int:
         return len(self.potentials)

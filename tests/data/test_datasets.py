@@ -81,6 +81,17 @@ def test_clean_folder_with_synthetic_degradation(data_root):
     assert ds._cache[1][1].max() > 0
 
 
+def test_clean_folder_leaves_out_excluded_scenes_and_names_unknown_ones(data_root):
+    """A folder that also holds a test set's scenes (CBSD432 holds 75 of Rain100L's): left out by name."""
+    ds = CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(25)], exclude=["test_001"], length=6)
+    assert ds.names == ["test_000", "test_002"] and ds.num_images == 2
+    assert {ds[i]["name"] for i in range(6)} == {"test_000", "test_002"}
+    with pytest.raises(ValueError, match=r"\['test_9'\] \(1 in all\) are not images of the folder"):
+        CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(25)], exclude=["test_001", "test_9"])
+    with pytest.raises(ValueError, match="every image is excluded"):
+        CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(25)], exclude=["test_000", "test_001", "test_002"])
+
+
 def test_patch_larger_than_image_is_reflect_padded(data_root):
     ds = CleanImageDataset(data_root / "CBSD68", [AddGaussianNoise(5)], patch_size=40)
     assert ds[0]["gt"].shape == (3, 40, 40)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from restore.models.baryir import (
     BaryIRNet,
+    KantorovichPotential,
     KantorovichPotentials,
     barycenter_distance,
     congruence_penalty,
@@ -88,6 +89,20 @@ def test_potentials_take_any_latent_size(size):
     potentials = KantorovichPotentials(num_potentials=3, channels=16)
     out = potentials(torch.randn(2, 16, *size))
     assert out.shape == (2, 3) and torch.isfinite(out).all()
+
+
+def test_potentials_match_the_official_mlp_no_activation_between_the_first_two_linear_layers():
+    """Official ``Potentials``: Linear → Linear → LeakyReLU → Linear; the first two compose to one affine map."""
+    torch.manual_seed(0)
+    official, leaky = KantorovichPotential(8, grid=2), KantorovichPotential(8, grid=2, first_activation=True)
+    assert list(official.state_dict()) == list(leaky.state_dict())  # checkpoints of either load into either
+    leaky.load_state_dict(official.state_dict())
+    u, v = torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6)
+    for potential, affine in ((official, True), (leaky, False)):
+        first_two = potential.body[:5]  # pool, flatten, Linear, (activation), Linear
+        mixed = first_two(0.3 * u + 0.7 * v)
+        assert torch.allclose(mixed, 0.3 * first_two(u) + 0.7 * first_two(v), atol=1e-5) is affine
+    assert not torch.allclose(official(u), leaky(u))
 
 
 def tiny_net(**kw):
