@@ -51,6 +51,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import weakref
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -136,6 +137,10 @@ class SharedImageCache:
         """Bytes of pixels held."""
         return self.buffer.numel() + sum(e.numel() * e.element_size() for e in self._entries
                                          if isinstance(e, torch.Tensor))
+
+
+# (dataset class, files, channels) → the cache of the datasets that read them (RestorationDataset._decode_all)
+_SHARED_CACHES: weakref.WeakValueDictionary[tuple, SharedImageCache] = weakref.WeakValueDictionary()
 
 
 # -- base --------------------------------------------------------------------------------------
@@ -318,10 +323,17 @@ class RestorationDataset(SampleRecipe, Dataset):
         return files
 
     def _decode_all(self, threads: int | None = None) -> SharedImageCache:
-        """Every image, decoded in threads (PIL releases the GIL), into one :class:`SharedImageCache`."""
-        with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
-            pairs = list(pool.map(self.decode, range(self.num_images)))
-        return SharedImageCache([im for pair in pairs for im in pair])
+        """Every image, decoded in threads (PIL releases the GIL), into one :class:`SharedImageCache`.
+
+        Datasets of the same class reading the same files with the same channels (the training sets of an
+        all-in-one recipe: one folder, one degradation each) share one cache while any of them holds it."""
+        key = (type(self), tuple(map(str, self.image_files)), self.channels)
+        cache = _SHARED_CACHES.get(key)
+        if cache is None:
+            with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
+                pairs = list(pool.map(self.decode, range(self.num_images)))
+            cache = _SHARED_CACHES[key] = SharedImageCache([im for pair in pairs for im in pair])
+        return cache
 
     def __len__(self) -> int:
         return self.length if self.length is not None else self.num_images

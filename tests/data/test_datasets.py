@@ -81,6 +81,17 @@ def test_clean_folder_with_synthetic_degradation(data_root):
     assert ds._cache[1][1].max() > 0
 
 
+def test_sets_reading_the_same_files_share_one_cache(data_root):
+    """An all-in-one recipe reads one folder once per degradation: one decoded copy, not one per set."""
+    noise = CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(25)], cache=True)
+    other = CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(50)], cache=True, patch_size=8)
+    gray = CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(25)], cache=True, channels=1)
+    fewer = CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(25)], cache=True, exclude=["test_001"])
+    assert other._cache is noise._cache
+    assert gray._cache is not noise._cache and fewer._cache is not noise._cache
+    assert torch.equal(fewer.load(1)[1], noise.load(2)[1])  # test_002 either way
+
+
 def test_clean_folder_leaves_out_excluded_scenes_and_names_unknown_ones(data_root):
     """A folder that also holds a test set's scenes (CBSD432 holds 75 of Rain100L's): left out by name."""
     ds = CleanImageDataset(data_root / "BSD400", [AddGaussianNoise(25)], exclude=["test_001"], length=6)
