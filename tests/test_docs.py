@@ -76,3 +76,12 @@ def test_a_broken_link_is_found(tmp_path):
     page.write_text("[ok](page.md) [gone](missing.md#part) `[code](nowhere.md)` [web](https://example.org/x.md)\n"
                     "```\n[fenced](nowhere.md)\n```\n")
     assert broken_links(page) == ["missing.md"]
+
+
+def test_every_public_name_of_the_package_is_in_the_api_reference():
+    import restore
+
+    api = (DOCS / "reference" / "api.md").read_text()
+    documented = set(re.findall(r"^\s+- (\w+)$", api, re.MULTILINE)) | set(re.findall(r"`restore\.(\w+)`", api))
+    missing = [name for name in restore.__all__ if name != "__version__" and name not in documented]
+    assert not missing, f"restore.__all__ names missing from docs/reference/api.md: {missing}"
