@@ -26,6 +26,16 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path):
     return compose_with_run_folder(config_name, overrides, output_dir, configs_dir=ROOT / "configs")
 
 
+@pytest.fixture(autouse=True)
+def _hydra_config_of_no_earlier_test():
+    """Composing a config with its run folder sets Hydra's global HydraConfig; clear it after each test, so a
+    later one does not see an earlier one's command line (e.g. in the divergence guard's advice)."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+
+
 @pytest.fixture
 def compose(tmp_path):
     def _compose(config_name: str = "train", overrides: list[str] | None = None):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -60,6 +61,12 @@ def build_layouts(root: Path) -> Path:
     return root
 
 
+def _rain100_scenes() -> list[str]:
+    """The CBSD432 names configs/data/allinone/cbsd432_rain100style.yaml excludes (Rain100L/H clean scenes)."""
+    config = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs/data/allinone/cbsd432_rain100style.yaml")
+    return list(config.train[0].exclude)
+
+
 def build_shared_layouts(root: Path) -> Path:
     """The layouts of the reference sets in ../shared/data (see its README), tiny, under ``root``
     (a stand-in for ``<paths.shared_dir>/data``)."""
@@ -79,6 +86,10 @@ def build_shared_layouts(root: Path) -> Path:
     for image_id, beta in (("0001", "0.8_0.2"), ("0002", "0.8_0.08")):
         write_png(root / "dehaze" / "SOTS_samples" / "outdoor" / "input" / f"{image_id}_{beta}.jpg", seed=3)
         write_png(root / "dehaze" / "SOTS_samples" / "outdoor" / "target" / f"{image_id}.png", seed=4)
+    # CBSD432 (training photographs; dev and all-in-one val sets read it): a few images, and the scenes the
+    # Rain100-style recipe excludes by name (an exclusion that names no image of the folder is an error)
+    for k, name in enumerate(["1", "2", "3", *_rain100_scenes()]):
+        write_png(root / "train" / "CBSD432" / f"{name}.png", (32, 28), seed=k)
     for k in range(3):
         write_png(root / "denoise" / "CBSD68" / f"{k}.png", (32, 28), seed=k)
         write_png(root / "denoise" / "BSD68" / f"test{k:03d}.png", (32, 28), seed=k, gray=True)

@@ -132,9 +132,11 @@ REFERENCE = {AddGaussianNoise: awgn, MotionBlur: motion_blur, GaussianBlur: gaus
 
 
 def reference_degrade(image: torch.Tensor, degradations, generator: torch.Generator) -> torch.Tensor:
-    """``apply_degradations`` as it was: each degradation's former per-sample code, in order."""
+    """``apply_degradations`` as it was: each degradation's former per-sample code, in order. A degradation
+    added after the batched protocol (no former code, no published number made with another) is its own
+    per-sample call."""
     for d in degradations:
-        image = REFERENCE[type(d)](d, image, generator)
+        image = REFERENCE[type(d)](d, image, generator) if type(d) in REFERENCE else d(image, generator)
     return image
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import re
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
@@ -140,6 +141,10 @@ def test_every_configs_eval_sets_are_bit_identical_to_the_former_pipeline(compos
                             "data.num_workers=0"])
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.update(train=None, repeat=None)  # the eval sets only (the training sets need more folders)
+    made_by_a_benchmark = [root for root in re.findall(r"'root': '([^']+)'", str(data)) if root.startswith(
+        str(ROOT / "outputs"))]  # dev splits: links a benchmark writes under outputs/
+    if made_by_a_benchmark and not all(Path(root).is_dir() for root in made_by_a_benchmark):
+        pytest.skip(f"{name} reads {made_by_a_benchmark[0]}, which a benchmark makes (see the config)")
     assert _assert_eval_sets_unchanged(instantiate(data)) > 0
 
 

@@ -276,7 +276,8 @@ def test_window_weights_sum_to_one_where_at_most_two_windows_overlap():
 
 
 def test_network_halves_the_estimator_padding_and_windows_per_coarser_scale():
-    net = DeepRFTNet(NAFBlock, width=8, enc_blocks=[1, 1], estimator_levels=2, estimator_width=4)
+    net = DeepRFTNet(NAFBlock, width=8, enc_blocks=[1, 1], estimator_levels=2, estimator_width=4, estimator_pad=32,
+                     estimator_window=512, estimator_window_overlap=128)  # the official values (the net configs')
     coarse, fine = net.estimators
     assert (fine.pad, fine.window, fine.window_overlap) == (32, 512, 128)
     assert (coarse.pad, coarse.window, coarse.window_overlap) == (16, 256, 64)
