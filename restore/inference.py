@@ -27,10 +27,13 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
         model: a network from :func:`restore.load_model` (any ``nn.Module`` mapping (B, C, H, W)
             to the same shape works).
         image: path, PIL image, numpy array (H×W or H×W×C) or tensor ((C, H, W) or (B, C, H, W)).
-            Scale per dtype: uint8 → /255, uint16 → /65535, float16/32/64 → already in [0, 1]
-            (0–255 floats are refused: divide by 255); other dtypes (bool, signed or wider
-            integers) are refused (see :mod:`restore.utils.image`). Gray images go through an RGB
-            network as three equal channels; RGB images through a gray network channel by channel.
+            Scale per dtype: uint8 → /255, uint16 → /65535, float16/32/64 → used as is on the
+            [0, 1] scale, not clipped (unclipped noisy input such as ``clean + σ/255 · N(0, 1)``
+            reaches the network unchanged, as in ``eval.py``); a float image with a maximum above
+            :data:`restore.utils.image.FLOAT_MAX_UNIT_SCALE` (4) reads as 0–255 data and is refused.
+            Other dtypes (bool, signed or wider integers) are refused (see
+            :mod:`restore.utils.image`). Gray images go through an RGB network as three equal
+            channels; RGB images through a gray network channel by channel.
         tile: restore in ``tile``×``tile`` tiles (memory stays bounded for large images), at least
             the network's ``size_multiple``; None restores the whole image at once.
         tile_overlap: overlap between neighbouring tiles, blended linearly.
@@ -39,10 +42,12 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
 
     Returns:
         the restored image, same kind, dtype (PIL mode), size and channel count as ``image``
-        (paths come back as PIL images; a numpy alpha channel is dropped).
+        (paths come back as PIL images; a numpy alpha channel is dropped), clipped to [0, 1]
+        (0–255 / 0–65535 for integer dtypes): a restored image is a clean image, and the clipped
+        output is what ``eval.py``'s metrics score.
 
     Raises:
-        TypeError / ValueError: an unsupported dtype, values outside the dtype's range, NaN/Inf
+        TypeError / ValueError: an unsupported dtype, float values that read as 0–255 data, NaN/Inf
             or an empty image (named with its shape), or a ``tile`` / ``tile_overlap`` out of
             range (:func:`check_tile`), before the network runs.
         NonFiniteOutputError: the network's output holds NaN or Inf.
@@ -55,7 +60,8 @@ def restore_image(model: nn.Module, image: Any, tile: int | None = None, tile_ov
 @torch.inference_mode()
 def restore_tensor(model: nn.Module, x: torch.Tensor, tile: int | None = None, tile_overlap: int = 32,
                    ensemble: bool = False, device: Any = None) -> torch.Tensor:
-    """(B, C, H, W) in [0, 1] → restored (B, C, H, W) in [0, 1], on ``x``'s device.
+    """(B, C, H, W) on the [0, 1] scale (unclipped values welcome) → restored (B, C, H, W) clipped to [0, 1],
+    on ``x``'s device.
 
     Raises:
         ValueError: ``x`` is not 4-D, is empty (a zero batch, channel count, height or width) or

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from restore.errors import UnknownModelError
 
-__all__ = ["PRETRAINED_MODELS", "WEIGHTS_DIR", "MODEL_SUFFIXES", "UnknownModelError", "list_models",
+__all__ = ["PRETRAINED_MODELS", "WEIGHTS_DIR", "MODEL_SUFFIXES", "UnknownModelError", "ModelCard", "list_models",
            "model_card", "model_card_warning", "shipped_digest", "resolve_model"]
 
 log = logging.getLogger(__name__)
@@ -44,15 +46,99 @@ def list_models() -> list[str]:
     return sorted(PRETRAINED_MODELS)
 
 
-def model_card(name: str) -> dict:
-    """A shipped model's card (``restore/weights/<name>.json``): recipe, data, machine, metrics, size.
+class ModelCard(dict):
+    """A shipped model's card: the dict of its JSON (``card["metrics"]``, ``json.dumps(card)``), each key also an
+    attribute (``card.task``), printed as a short summary (``print(card)``, the REPL and IPython show the same).
+
+    The summary gives the name and task, the architecture, the size, the training data and recipe, and the test
+    table (PSNR input → output and SSIM of the output under the card's first protocol, per test set and task);
+    the full card is its keys.
+    """
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"the model card of {self.get('name')!r} has no {key!r}; its keys: "
+                                 f"{', '.join(self)}") from None
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | {k for k in self if k.isidentifier()})
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython / Jupyter
+        printer.text(self.summary())
+
+    def summary(self, width: int = 120) -> str:
+        """The card in a few lines (long texts shortened to ``width`` characters; the keys hold them whole)."""
+
+        def field(label: str, text: Any) -> str:
+            return f"  {label:<14}{textwrap.shorten(str(text), width - 16, placeholder=' …')}"
+
+        lines = [textwrap.shorten(f"{self.get('name', '?')}: {self.get('task', '')}".rstrip(": "), width,
+                                  placeholder=" …")]
+        net = self.get("net_config") or {}
+        if net:
+            lines.append(field("architecture", _architecture(net)))
+        if "params" in self:
+            size = f"{self['params'] / 1e6:.2f}M params"
+            if self.get("nonzero_params", self["params"]) != self["params"]:
+                size += f" ({self['nonzero_params'] / 1e6:.2f}M non-zero)"
+            if "gmacs_256" in self:
+                size += f", {self['gmacs_256']:.2f} GMACs at 256²"
+            if "file_bytes" in self:
+                size += f", {self['file_bytes'] / 2**20:.1f} MiB file"
+            lines.append(field("size", size))
+        if "training_data" in self:
+            lines.append(field("training data", self["training_data"]))
+        recipe = self.get("recipe") or {}
+        if recipe:
+            steps = f" ({recipe['steps']} steps)" if recipe.get("steps") else ""
+            lines.append(field("recipe", f"experiment={recipe.get('experiment', '?')}{steps}"))
+        if self.get("warning"):
+            lines.append(field("warning", self["warning"]))
+        if self.get("metrics"):
+            lines.append("  test results  PSNR in → out (dB), SSIM out; the first metric protocol (all: card.metrics)")
+            for test_set, per_task in self["metrics"].items():
+                if list(per_task) == ["all"]:  # one row per test set
+                    rows = [(test_set, per_task["all"])]
+                else:  # the test set's name, then one row per task
+                    lines.append(f"    {test_set}")
+                    rows = [(f"  {task}", m) for task, m in per_task.items()]
+                for label, m in rows:
+                    psnr, ssim = m.get("psnr", {}), m.get("ssim", {})
+                    lines.append(f"    {label:<26}{psnr.get('input', float('nan')):6.2f} → "
+                                 f"{psnr.get('output', float('nan')):6.2f}   {ssim.get('output', float('nan')):.4f}")
+        if self.get("papers"):
+            lines.append(field("papers", self["papers"]))
+        return "\n".join(lines)
+
+
+def _architecture(net_config: dict) -> str:
+    """``RestorationUNet (NAFBlock), width 32, 3 channels`` from a network's Hydra config."""
+    name = str(net_config.get("_target_", "?")).rsplit(".", 1)[-1]
+    block = net_config.get("block")
+    if isinstance(block, dict) and block.get("_target_"):
+        name += f" ({str(block['_target_']).rsplit('.', 1)[-1]})"
+    details = [f"{key.replace('_', ' ')} {net_config[key]}" for key in ("width", "in_channels") if key in net_config]
+    return ", ".join([name, *details])
+
+
+def model_card(name: str) -> ModelCard:
+    """A shipped model's card (``restore/weights/<name>.json``): recipe, data, machine, metrics, size, as a
+    :class:`ModelCard` (a dict that prints as a short summary).
 
     Raises:
         UnknownModelError: ``name`` is not a shipped model (the message lists those that are).
     """
     if name not in PRETRAINED_MODELS:
         raise UnknownModelError(f"Unknown model {name!r}; shipped: {', '.join(list_models())}")
-    return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    return ModelCard(json.loads((WEIGHTS_DIR / f"{name}.json").read_text()))
 
 
 def _card_beside(path: Path) -> dict | None:

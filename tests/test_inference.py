@@ -134,12 +134,31 @@ def test_empty_image_is_refused_naming_the_shape_before_any_conv(image):
     assert model.calls == 0
 
 
-def test_float_image_in_0_255_is_refused_not_clipped(net):
-    image = (np.random.default_rng(0).random((12, 13, 3)) * 255).astype(np.float32)
-    with pytest.raises(ValueError, match="divide .* by 255"):
+def test_unclipped_awgn_input_reaches_the_network_unchanged_as_eval_scores_it(net):
+    """The standard AWGN protocol: σ = 50 noise added to a [0, 1] image, not clipped (eval.py's input)."""
+    rng = np.random.default_rng(0)
+    clean = rng.random((20, 24, 3)).astype(np.float32)
+    noisy = clean + rng.standard_normal(clean.shape).astype(np.float32) * 50 / 255
+    noisy[0, 0] = (-0.9, 1.98, 0.5)  # the extremes σ = 50 reaches on CBSD68
+    with torch.no_grad():
+        expected = net(torch.from_numpy(noisy).permute(2, 0, 1)[None]).clamp(0, 1)[0]
+    out = restore.restore_image(net, noisy)
+    assert out.dtype == np.float32 and out.shape == noisy.shape
+    torch.testing.assert_close(torch.from_numpy(out).permute(2, 0, 1), expected, atol=1e-5, rtol=0)
+    out = restore.restore_image(net, torch.from_numpy(noisy).permute(2, 0, 1).double())
+    assert out.dtype == torch.float64 and 0 <= out.min() and out.max() <= 1  # output clipped, as documented
+    torch.testing.assert_close(out.float(), expected, atol=1e-5, rtol=0)
+
+
+def test_float_image_in_0_255_is_refused_naming_the_rule(net):
+    image = np.random.default_rng(0).integers(0, 254, (12, 13, 3)).astype(np.float32)
+    image[0, 0, 0] = 254.0
+    with pytest.raises(ValueError, match=r"max 254 > 4: looks like 0–255 data.*divide it by 255 or give it as uint8"):
         restore.restore_image(net, image)
-    with pytest.raises(ValueError, match="divide .* by 255"):
+    with pytest.raises(ValueError, match=r"tensor image .* max 254 > 4: looks like 0–255 data"):
         restore.restore_image(net, torch.from_numpy(image).permute(2, 0, 1))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        restore.restore_image(net, np.where(image > 100, np.inf, image / 255).astype(np.float32))
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint32])

@@ -69,6 +69,36 @@ def test_shipped_model_loads_and_matches_its_card(name):
     assert y.shape == x.shape and torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_model_card_prints_a_short_summary_and_stays_a_dict(name):
+    card = model_card(name)
+    text = repr(card)
+    lines = text.splitlines()
+    assert str(card) == text and len(lines) <= 20 and max(map(len, lines)) <= 120, text
+    assert lines[0] == f"{name}: {card['task']}"
+    architecture = card["net_config"]["_target_"].rsplit(".", 1)[-1]
+    assert architecture in lines[1] and f"{card['params'] / 1e6:.2f}M params" in text
+    assert card["training_data"].split()[0] in text and card["recipe"]["experiment"] in text
+    for test_set, per_task in card["metrics"].items():
+        assert test_set[:40] in text
+        for task, m in per_task.items():  # each row: PSNR in → out, SSIM out
+            assert f"{m['psnr']['input']:6.2f} →  {m['psnr']['output']:.2f}   {m['ssim']['output']:.4f}" in text, task
+    if card.get("warning"):
+        assert card["warning"] in text
+
+    class Printer:  # IPython's pretty printer, as far as _repr_pretty_ uses it
+        def text(self, value):
+            self.value = value
+
+    printer = Printer()
+    card._repr_pretty_(printer, cycle=False)
+    assert printer.value == text
+    assert card == json.loads((WEIGHTS_DIR / f"{name}.json").read_text())  # still the card's dict
+    assert json.loads(json.dumps(card)) == card and card.task == card["task"]
+    with pytest.raises(AttributeError, match="no 'tsak'.*task"):
+        card.tsak
+
+
 def test_pruned_twin_is_sparse():
     card, dense = model_card("allinone_baryir_pruned"), model_card("allinone_baryir")
     assert card["nonzero_params"] <= 0.15 * card["params"]

@@ -12,7 +12,7 @@ from torch import nn
 from restore.errors import DivergenceError, NonFiniteLossError, NonFiniteOutputError
 from restore.lightning.callbacks import warn_if_unguarded
 from restore.lightning.hyperparameters import OptimizerSpec
-from restore.lightning.image_logging import log_images
+from restore.lightning.image_logging import log_images, save_labelled_panels
 from restore.metrics import ImageQualityMetrics, check_lpips_weights
 from restore.utils.image import write_image
 
@@ -54,7 +54,9 @@ class RestorationModule(LightningModule):
         metrics: protocol configs, e.g. ``[{"protocol": "rgb"}, {"protocol": "y", "crop_border": 4}]``.
         task_names: names of the task ids in batches; taken from the datamodule when None.
         log_images: how many validation triplets (input | output | target) go to the loggers that take images
-            (TensorBoard, MLflow, W&B: :func:`restore.lightning.image_logging.log_images`).
+            (TensorBoard, MLflow, W&B: :func:`restore.lightning.image_logging.log_images`) and, whatever the
+            loggers, to ``<trainer.default_root_dir>/images/val/<step>/<name>.png`` (the run folder under
+            ``train.py``; labelled panels, :func:`restore.lightning.image_logging.save_labelled_panels`).
         save_images_dir: when set, ``test`` writes each restored image there as ``<name>.png``.
         net_config: the network's Hydra config, stored in checkpoints so :func:`restore.load_model`
             rebuilds the network without the run's config.
@@ -232,12 +234,17 @@ class RestorationModule(LightningModule):
         self.results[stage] = results
 
     def _log_triplet(self, batch: dict, pred: torch.Tensor, batch_idx: int) -> None:
-        """input | output | target of the batch's first image, to every logger that takes images."""
-        if self._trainer is None or not self.loggers:
+        """input | output | target of the batch's first image, to every logger that takes images and as a PNG in
+        the run folder (not during the sanity check: a resumed run would validate its resumed step twice)."""
+        if self._trainer is None:
             return
-        lq = batch["lq"][0].clamp(0, 1)
-        triplet = torch.cat([lq, pred[0], batch["gt"][0]], dim=-1)
-        log_images(self.loggers, {f"val/{batch['name'][0]}": triplet}, self.global_step)
+        panels = (batch["lq"][0].clamp(0, 1), pred[0], batch["gt"][0])
+        name = str(batch["name"][0])
+        if self.loggers:
+            log_images(self.loggers, {f"val/{name}": torch.cat(panels, dim=-1)}, self.global_step)
+        if not self.trainer.sanity_checking:
+            save_labelled_panels(Path(self.trainer.default_root_dir) / "images" / "val" / str(self.global_step),
+                                 name, panels)
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:

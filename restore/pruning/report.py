@@ -58,9 +58,17 @@ def write_report(rounds: Sequence[dict], out_dir: str | Path, protocols: Sequenc
 
 
 def plot_psnr(rounds: Sequence[dict], tasks: Sequence[str], path: Path, protocol: str) -> None:
-    """PSNR per task and on average against the % of all parameters left (log axis, sparser right)."""
+    """PSNR per task and on average against the % of all parameters left (log axis, sparser right, ticks
+    labelled in percent: ``100%``, ``50%``, ``20%``…)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
+
+    class PercentLogFormatter(LogFormatter):
+        """matplotlib's choice of which log ticks get a label, each label written as a percentage."""
+
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}%" if super().__call__(x, pos) else ""
 
     fig = Figure(figsize=(6.4, 4.2))
     FigureCanvasAgg(fig)
@@ -71,8 +79,11 @@ def plot_psnr(rounds: Sequence[dict], tasks: Sequence[str], path: Path, protocol
     if len(tasks) > 1:
         ax.plot(x, [e["task_average"]["psnr"] for e in rounds], "k.-", lw=2, label="task average")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PercentLogFormatter())
+    # intermediate ticks (20%, 30%, 40%, 60%…) labelled up to two decades: a pruning run spans 100% → ~1%
+    ax.xaxis.set_minor_formatter(PercentLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.invert_xaxis()
-    ax.set_xlabel("parameters left (% of all, log scale)")
+    ax.set_xlabel("parameters left (of all, log scale)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"PSNR vs remaining weights ({protocol})", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)

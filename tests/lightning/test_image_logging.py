@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,50 @@ def test_wandb_logger_config_is_offline_with_metrics_and_images_in_the_run_folde
     import wandb
 
     assert wandb.run is None  # train() finished the run: a sweep's next job starts its own
+
+
+def test_labelled_panels_put_each_image_under_its_label():
+    from restore.lightning.image_logging import LABEL_STRIP_HEIGHT, TRIPLET_LABELS, labelled_panels
+
+    panels = [torch.rand(3, 20, 40) for _ in range(3)]
+    sheet = np.asarray(labelled_panels(panels, TRIPLET_LABELS))
+    assert sheet.shape == (20 + LABEL_STRIP_HEIGHT, 3 * 40, 3)
+    for i, panel in enumerate(panels):
+        np.testing.assert_array_equal(sheet[LABEL_STRIP_HEIGHT:, 40 * i:40 * (i + 1)], to_uint8_hwc(panel))
+        assert sheet[:LABEL_STRIP_HEIGHT, 40 * i:40 * (i + 1)].max() > 128  # the label is drawn in white on black
+    gray = labelled_panels([torch.rand(1, 8, 8)] * 2, ["a", "b"])
+    assert gray.mode == "L" and gray.size == (16, 8 + LABEL_STRIP_HEIGHT)
+    with pytest.raises(ValueError, match="one size"):
+        labelled_panels([torch.rand(3, 8, 8), torch.rand(3, 8, 9)], ["a", "b"])
+
+
+def test_a_fit_writes_the_logged_validation_triplets_as_labelled_pngs(tmp_path, pair_dataset):
+    """No logger at all: the run folder still gets images/val/<step>/<name>.png for the log_images chosen images,
+    input | output | target side by side under their labels; the sanity check writes none."""
+    from PIL import Image
+
+    from restore.lightning.image_logging import LABEL_STRIP_HEIGHT
+    from restore.models.nafnet import NAFBlock
+    from restore.models.unet import RestorationUNet
+
+    torch.manual_seed(0)
+    net = RestorationUNet(NAFBlock, width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
+    module = RestorationModule(net=net, loss=torch.nn.L1Loss(), optimizer=partial(torch.optim.AdamW, lr=1e-3),
+                               log_images=2)
+    val = pair_dataset(3, size=24, seed=1)
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=2, val_check_interval=2, accelerator="cpu",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=1)
+    trainer.fit(module, torch.utils.data.DataLoader(pair_dataset(4, size=24), batch_size=2),
+                torch.utils.data.DataLoader(val, batch_size=1))
+    written = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "images").rglob("*.png"))
+    assert written == ["images/val/2/img000.png", "images/val/2/img001.png"]
+    assert not list(tmp_path.rglob(".*.tmp"))
+    for i in range(2):
+        sheet = np.asarray(Image.open(tmp_path / written[i]))
+        assert sheet.shape == (24 + LABEL_STRIP_HEIGHT, 3 * 24, 3)
+        np.testing.assert_array_equal(sheet[LABEL_STRIP_HEIGHT:, :24], to_uint8_hwc(val[i]["lq"]))
+        np.testing.assert_array_equal(sheet[LABEL_STRIP_HEIGHT:, 48:], to_uint8_hwc(val[i]["gt"]))
+        with torch.no_grad():
+            output = to_uint8_hwc(module.net(val[i]["lq"][None])[0])
+        assert np.abs(sheet[LABEL_STRIP_HEIGHT:, 24:48].astype(int) - output).max() <= 1

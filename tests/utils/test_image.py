@@ -108,13 +108,14 @@ def test_float_images_in_0_255_are_refused(make):
         to_tensor(image)
 
 
-def test_float_values_just_outside_unit_range_are_tolerated_beyond_refused():
-    to_tensor(np.full((4, 4), 1.005, np.float32))
-    to_tensor(torch.full((1, 4, 4), -0.005))
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        to_tensor(np.full((4, 4), -0.2, np.float32))
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        to_tensor(Image.fromarray(np.full((4, 4), 3.0, np.float32)))  # PIL mode F
+def test_float_values_outside_unit_range_are_kept_unless_they_read_as_0_255():
+    for image in (np.full((4, 4), -0.9, np.float32), torch.full((1, 4, 4), 2.4),
+                  Image.fromarray(np.full((4, 4), 1.5, np.float32))):  # PIL mode F
+        t, _ = to_tensor(image)
+        assert float(t.flatten()[0]) == pytest.approx(float(np.asarray(image).flatten()[0]))  # not clipped
+    for image in (np.full((4, 4), 4.5, np.float32), Image.fromarray(np.full((4, 4), 30.0, np.float32))):
+        with pytest.raises(ValueError, match=r"max .* > 4: looks like 0–255 data"):
+            to_tensor(image)
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint32, np.uint64,
