@@ -25,7 +25,14 @@ from omegaconf import DictConfig  # noqa: E402
 from restore.checkpoint import MissingNetConfigError, load_model  # noqa: E402
 from restore.inference import input_channels  # noqa: E402
 from restore.lightning import KernelImages  # noqa: E402
-from restore.utils.config import ConfigError, config_source, instantiate_node, record_run, report_failures  # noqa: E402
+from restore.utils.config import (  # noqa: E402
+    ConfigError,
+    config_source,
+    instantiate_node,
+    instantiate_trainer,
+    record_run,
+    report_failures,
+)
 from restore.utils.reporting import add_task_average, print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -55,8 +62,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     loggers = [instantiate_node(cfg, f"logger.{k}") for k in (cfg.get("logger") or {})]
     # kernel-estimating nets (DeepRFTNet) also write their estimated kernels beside the images
     callbacks = [KernelImages()] if save_dir and hasattr(net, "estimate_kernels") else []
-    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
-    trainer.test(model=model, datamodule=datamodule)
+    trainer: L.Trainer = instantiate_trainer(cfg, logger=loggers or False, callbacks=callbacks)
+    trainer.test(model=model, datamodule=datamodule, verbose=False)  # our table below, not Lightning's
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:

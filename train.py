@@ -35,6 +35,7 @@ from restore.utils.config import (  # noqa: E402
     config_source,
     instantiate_group,
     instantiate_node,
+    instantiate_trainer,
     record_run,
     report_failures,
     task_config,
@@ -77,7 +78,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         compile_net(model.net, cfg.compile)
     callbacks = instantiate_group(cfg, "callbacks")
     loggers = instantiate_group(cfg, "logger")
-    trainer: L.Trainer = instantiate_node(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(task_config(cfg), resolve=True))
 
@@ -87,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("test"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     close_loggers()
 

@@ -6,20 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightning.pytorch.callbacks import EarlyStopping, RichModelSummary
+from lightning.pytorch.callbacks import EarlyStopping
 
-from restore.lightning import DivergenceGuard, ResumeOverrides
+from restore.lightning import DivergenceGuard, ModelSummary, ResumeOverrides
 from restore.utils.config import instantiate_group
 
 
 def test_early_stopping_and_model_summary_compose_with_the_default_callbacks(compose):
     cfg = compose("train", ["callbacks=[default,early_stopping,model_summary]", "optimized_metric=val/ssim"])
     callbacks = {type(c): c for c in instantiate_group(cfg, "callbacks")}
-    assert len(callbacks) == 9  # the 7 default ones kept
+    assert len(callbacks) == 9  # the 8 default ones kept (model_summary among them)
     assert {DivergenceGuard, ResumeOverrides} <= set(callbacks)
     stopper = callbacks[EarlyStopping]
     assert stopper.monitor == "val/ssim" and stopper.mode == "max"  # follows optimized_metric / optimized_mode
-    assert callbacks[RichModelSummary]._max_depth == 2
+    assert callbacks[ModelSummary]._max_depth == 1  # one level deep unless set otherwise
     cfg = compose("train", ["callbacks=early_stopping", "optimized_mode=min", "optimized_metric=val/lpips"])
     (stopper,) = instantiate_group(cfg, "callbacks")
     assert stopper.monitor == "val/lpips" and stopper.mode == "min"

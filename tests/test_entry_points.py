@@ -42,6 +42,7 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
     proc = run("eval.py", f"ckpt_path={train_dir / 'checkpoints' / 'last.ckpt'}", "save_images=true",
                "++data.val.crop_size=64", "data.num_workers=0", f"hydra.run.dir={eval_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Test metric" not in proc.stdout  # Lightning's test table: one results table, ours
     test = json.loads((eval_dir / "metrics.json").read_text())
     assert list(test["metrics"]["all"]) == ["psnr", "ssim", "psnr_y", "ssim_y"]  # protocol 2: Y, no crop
     for name in ("psnr", "ssim", "psnr_y", "ssim_y"):
@@ -62,6 +63,28 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
                f"hydra.run.dir={tmp_path / 'eval_nan'}")
     assert proc.returncode != 0 and str(tmp_path / "nan.ckpt") in proc.stderr, proc.stderr[-3000:]
     assert not (tmp_path / "eval_nan" / "metrics.json").exists()
+
+
+def test_console_shows_no_tips_no_zero_flops_no_negative_epochs_and_one_results_table(tmp_path):
+    proc = run("train.py", *QUICK, "test=true", f"hydra.run.dir={tmp_path / 'train'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    assert "Tip:" not in console and "litlogger" not in console and "litmodels" not in console
+    assert "FLOPs" not in console
+    assert re.search(r"Epoch 0 ", console) and not re.search(r"Epoch \d+/-", console)
+    assert "Test metric" not in console  # Lightning's test table: ours is printed instead
+    assert console.count("test set (best checkpoint)") == 1
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path, monkeypatch):
+    """A bad logging setting fails after Hydra created the run folder and before anything is written in it."""
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    (tmp_path / "keep").mkdir()
+    proc = run("train.py", f"paths.log_dir={tmp_path / 'outputs'}",
+               f"hydra.job_logging.handlers.file.filename={tmp_path / 'missing' / 'run.log'}")
+    assert proc.returncode == 1 and "Unable to configure handler 'file'" in proc.stderr
+    # outputs/<task>/<time> was created, then removed; a failed run's folder with files stays (the test above)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
 
 
 def test_missing_required_value_names_the_config_file_in_one_last_line(tmp_path, monkeypatch):
