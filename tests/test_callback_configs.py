@@ -45,7 +45,7 @@ def test_early_stopping_stops_a_run_that_no_longer_improves(compose):
                             "++data.val.crop_size=32", "logger=csv", "~callbacks.rich_progress_bar"])
     train(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    assert json.loads((run_dir / "metrics.json").read_text())["step"] == 6
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 6
     psnr = [line.split(",") for line in (run_dir / "csv" / "metrics.csv").read_text().splitlines()]
     column = psnr[0].index("val/psnr")
     values = [float(row[column]) for row in psnr[1:] if row[column]]

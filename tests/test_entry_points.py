@@ -50,7 +50,16 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
             assert test["metrics"]["all"][name][side] == pytest.approx(val["metrics"]["all"][name][side],
                                                                         abs=1e-3), (name, side)
     assert len(list((eval_dir / "images").glob("*.png"))) >= 1
-    assert (eval_dir / "metrics.md").read_text().startswith("Protocols:")
+    # the metrics files name the checkpoint, its step, the data (and why) and each test set with its degradation
+    assert test["checkpoint"] == str(train_dir / "checkpoints" / "last.ckpt") and test["global_step"] == 12
+    assert test["data"] == "denoise/embedded (from the checkpoint's training config)"
+    (test_set,) = test["test_sets"]
+    assert test_set["images"] == 2 and test_set["degradation"].startswith("AddGaussianNoise(sigma=(25.0, 25.0)")
+    md = (eval_dir / "metrics.md").read_text()
+    assert md.startswith(f"Checkpoint: `{train_dir / 'checkpoints' / 'last.ckpt'}` (global step 12).\n"
+                         "Data: denoise/embedded (from the checkpoint's training config).\nTest sets:\n- denoise: 2 "
+                         "images, scikit-image photographs (val split); degradation: AddGaussianNoise(sigma=(25.0")
+    assert "\nProtocols:" in md
 
     # weights that load but give NaN: an error naming the image and the file, no metrics.json without output PSNR
     ckpt = torch.load(train_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -73,7 +82,12 @@ def test_console_shows_no_tips_no_zero_flops_no_negative_epochs_and_one_results_
     assert "FLOPs" not in console
     assert re.search(r"Epoch 0 ", console) and not re.search(r"Epoch \d+/-", console)
     assert "Test metric" not in console  # Lightning's test table: ours is printed instead
-    assert console.count("test set (best checkpoint)") == 1
+    assert console.count("test set (best checkpoint, step 12)") == 1
+    # train.py's test stage names the checkpoint it tested, its step and the test sets with their degradation
+    tested = json.loads((tmp_path / "train" / "test" / "metrics.json").read_text())
+    assert tested["checkpoint"] == str(tmp_path / "train" / "checkpoints" / "best.ckpt")
+    assert tested["global_step"] == 12 and tested["data"] == "denoise/embedded"
+    assert tested["test_sets"][0]["degradation"].startswith("AddGaussianNoise(sigma=(25.0, 25.0)")
 
 
 def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path, monkeypatch):

@@ -23,8 +23,8 @@ from omegaconf.errors import MissingMandatoryValue
 from restore.errors import ConfigError
 
 __all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "instantiate_trainer",
-           "fit_trainer_to_device", "config_source", "record_run", "task_config", "unique_run_dir", "launch_run_name",
-           "report_failures", "ConfigError"]
+           "fit_trainer_to_device", "config_choice", "config_source", "record_run", "task_config", "unique_run_dir",
+           "launch_run_name", "report_failures", "ConfigError"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,14 @@ def _hydra_runtime() -> DictConfig | None:
         return None
 
 
+def config_choice(group: str) -> str | None:
+    """The option Hydra chose for a config group in this run (``data`` → ``denoise/cbsd68``), or None outside a
+    Hydra app or for an empty group."""
+    runtime = _hydra_runtime()
+    choice = runtime.runtime.choices.get(group) if runtime is not None else None
+    return None if choice in (None, "null") else str(choice)
+
+
 def config_source(key: str) -> str:
     """Where the value of a dotted key comes from, as far as Hydra's runtime choices tell.
 
@@ -235,8 +243,7 @@ def fit_trainer_to_device(node: DictConfig, gpu_available: bool | None = None) -
         gpu_available = torch.cuda.is_available()
     if gpu_available:
         return node, None
-    runtime = _hydra_runtime()
-    choice = runtime.runtime.choices.get("trainer") if runtime is not None else None
+    choice = config_choice("trainer")
     asked = (f"trainer={choice} " if choice else "the trainer config ") + \
         f"asked for accelerator={accelerator}, precision={node.get('precision', '32-true')}"
     if require_gpu:
