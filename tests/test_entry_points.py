@@ -101,6 +101,18 @@ def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
 
 
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_help_starts_with_usage_and_three_examples_before_the_config_groups(script):
+    proc = run(script, "--help", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head, groups = proc.stdout.split("== Configuration groups ==")
+    lines = head.strip().splitlines()
+    assert lines[0].startswith(f"usage: python {script} ")
+    examples = [line for line in lines if line.startswith(f"  python {script}")]
+    assert len(examples) == 3 and all("#" in line for line in examples)  # each says what it does
+    assert "experiment/zoo: " in groups  # Hydra's listing follows
+
+
 def test_missing_required_value_names_the_config_file_in_one_last_line(tmp_path, monkeypatch):
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     proc = run("train.py", "data.batch_size=???", "data.num_workers=0", f"hydra.run.dir={tmp_path}")
