@@ -196,8 +196,8 @@ class RestorationDataModule(LightningDataModule):
                 files = [str(p) for p in getattr(ds, "image_files", [])]
                 source = os.path.normpath(os.path.commonpath(files)) if files else type(ds).__name__
             degradations = [repr(d) for d in getattr(ds, "degradations", [])]
-            described.append({"task": _task_name(ds), "dataset": type(ds).__name__,
-                              "images": int(getattr(ds, "num_images", 0) or len(ds)), "source": source,
+            # images tested: the set's length (a `length` below the folder's image count tests the first ones)
+            described.append({"task": _task_name(ds), "dataset": type(ds).__name__, "images": len(ds), "source": source,
                               "degradation": "; ".join(degradations) or "degraded images read from disk (pairs)"})
         return described
 
