@@ -19,11 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def evaluate():
+def eval_script():
     spec = importlib.util.spec_from_file_location("eval_script", ROOT / "eval.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.evaluate
+    return module
+
+
+@pytest.fixture(scope="module")
+def evaluate(eval_script):
+    return eval_script.evaluate
 
 
 EVAL = ["data.num_workers=0", "++data.val.crop_size=32", "++trainer.limit_test_batches=1"]
@@ -97,14 +102,7 @@ def test_a_900_deep_stored_config_is_refused_with_its_depth(compose, evaluate, t
 
 # --- the test data without data=: the checkpoint's training data, a zoo model's test data, else the default
 
-def _eval_script():
-    spec = importlib.util.spec_from_file_location("eval_script", ROOT / "eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_an_all_in_one_checkpoint_is_tested_on_its_training_data_without_data(compose, tmp_path):
+def test_an_all_in_one_checkpoint_is_tested_on_its_training_data_without_data(compose, eval_script, tmp_path):
     """Trained on data=allinone/embedded (three tasks): eval.py without data= reports the three tasks, not the
     default one-row denoising table, and says where the data came from."""
     from omegaconf import open_dict
@@ -124,7 +122,7 @@ def test_an_all_in_one_checkpoint_is_tested_on_its_training_data_without_data(co
     moved.parent.mkdir()
     moved.write_bytes(ckpt.read_bytes())
 
-    script = _eval_script()
+    script = eval_script
     overrides = script.eval_data_overrides([f"ckpt_path={moved}", "data.num_workers=0"])
     assert overrides == ["data=allinone/embedded", "data_source=checkpoint"]
     cfg = compose("eval", [f"ckpt_path={moved}", "data.num_workers=0", *overrides])
@@ -141,8 +139,8 @@ def test_an_all_in_one_checkpoint_is_tested_on_its_training_data_without_data(co
     assert "Data: allinone/embedded (from the checkpoint's training config)." in header
 
 
-def test_the_data_of_eval_follows_the_command_line_the_zoo_card_or_the_run_folder(tmp_path):
-    script = _eval_script()
+def test_the_data_of_eval_follows_the_command_line_the_zoo_card_or_the_run_folder(eval_script, tmp_path):
+    script = eval_script
     assert script.eval_data_overrides(["ckpt_path=allinone_baryir"]) == ["data=allinone/test4",
                                                                           "data_source=model_card"]
     assert script.eval_data_overrides(["ckpt_path=denoise_gray", "save_images=true"]) == [
