@@ -29,17 +29,19 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # importing restore.utils.config registers the ${unique_dir:} resolver the run folder uses
-from restore.checkpoint import describe_state_mismatch, load_pretrained  # noqa: E402
+from restore.checkpoint import describe_state_mismatch, load_pretrained, training_record  # noqa: E402
 from restore.utils.config import (  # noqa: E402
     ConfigError,
+    config_choice,
     config_source,
     instantiate_group,
     instantiate_node,
+    instantiate_trainer,
     record_run,
     report_failures,
     task_config,
 )
-from restore.utils.reporting import metric_value, print_metrics, write_metrics  # noqa: E402
+from restore.utils.reporting import describe_run, metric_value, print_metrics, write_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if "net" in cfg.model and hasattr(model, "net_config"):
         # stored in checkpoints so restore.load_model can rebuild the network without this config
         model.net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if config_choice("data") and hasattr(model, "data_config"):
+        model.data_config = {"name": config_choice("data")}  # eval.py tests on it when given no data=
     if cfg.get("pretrained") and not cfg.get("ckpt_path"):  # resuming restores the run's own weights
         log.info("Pretrained weights <%s>", cfg.pretrained)
         load_pretrained(model.net, cfg.pretrained)
@@ -77,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         compile_net(model.net, cfg.compile)
     callbacks = instantiate_group(cfg, "callbacks")
     loggers = instantiate_group(cfg, "logger")
-    trainer: L.Trainer = instantiate_node(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(task_config(cfg), resolve=True))
 
@@ -87,24 +91,44 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("test"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     close_loggers()
 
     results = getattr(model, "results", {}).get("val")
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     if trainer.is_global_zero and results:
-        protocols = getattr(model, "protocols", [])
-        print_metrics(results, f"validation at step {trainer.global_step} (EMA weights if enabled)", protocols)
-        write_metrics(results, output_dir, protocols, {"step": trainer.global_step})
-        ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        if ckpt:
-            log.info("Best checkpoint: %s", ckpt)
+        report_results(results, model, datamodule, "val", output_dir, trainer.global_step, None,
+                       f"validation at step {trainer.global_step} (EMA weights if enabled)")
+        if best:
+            log.info("Best checkpoint: %s", best)
     tested = getattr(model, "results", {}).get("test") if cfg.get("test") else None
     if trainer.is_global_zero and tested:
-        protocols = getattr(model, "protocols", [])
-        print_metrics(tested, "test set (best checkpoint)", protocols)
-        write_metrics(tested, Path(output_dir) / "test", protocols, {"step": trainer.global_step})
+        step = checkpoint_step(best) if best else trainer.global_step
+        report_results(tested, model, datamodule, "test", Path(output_dir) / "test", step, best,
+                       f"test set ({'best checkpoint, step ' + str(step) if best else 'final weights'})")
     return metrics
+
+
+def report_results(results: dict, model: L.LightningModule, datamodule: Any, split: str, out_dir: str | Path,
+                   step: int | None, checkpoint: str | None, title: str) -> None:
+    """Print the table; write metrics.json/md naming the checkpoint, its step, the data and each set with its
+    degradation."""
+    protocols = getattr(model, "protocols", [])
+    data = config_choice("data")
+    sets = datamodule.describe_sets(split) if hasattr(datamodule, "describe_sets") else []
+    print_metrics(results, f"{title}\ndata: {data}" if data else title, protocols)
+    write_metrics(results, out_dir, protocols,
+                  {"checkpoint": checkpoint, "global_step": step, "data": data, f"{split}_sets": sets},
+                  header=describe_run(checkpoint, step, data, sets, "Test sets" if split == "test" else "Val sets"))
+
+
+def checkpoint_step(path: str) -> int | None:
+    """The global step a checkpoint was saved at (None if it cannot be read)."""
+    try:
+        return training_record(path).step
+    except Exception:  # noqa: BLE001 - only a label of the report
+        return None
 
 
 def check_resume_fits(model: L.LightningModule, ckpt_path: str) -> None:

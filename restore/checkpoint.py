@@ -18,7 +18,9 @@ the weights' digest must match, and they must be finite.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,14 @@ from hydra.utils import instantiate
 from torch import nn
 
 from restore.errors import MissingNetConfigError, NonFiniteWeightsError, UnsafeCheckpointError, WeightsSizeError
-from restore.model_zoo import model_card_warning, resolve_model, shipped_digest
+from restore.model_zoo import PRETRAINED_MODELS, model_card, model_card_warning, resolve_model, shipped_digest
 from restore.models.allowlist import is_trusted_target, trusted_targets
 from restore.models.reparam import reparameterize
 from restore.weights_io import config_with_deploy, deploy_flag, max_weights_bytes, open_weights, save_weights
 
 __all__ = ["load_model", "export_model", "read_checkpoint", "build_net", "check_net_config", "describe_state_mismatch",
-           "UnsafeCheckpointError", "NonFiniteWeightsError", "MissingNetConfigError"]
+           "training_record", "TrainingRecord", "UnsafeCheckpointError", "NonFiniteWeightsError",
+           "MissingNetConfigError"]
 
 log = logging.getLogger(__name__)
 
@@ -323,3 +326,76 @@ def export_model(net: nn.Module, path: str | Path, net_config: dict | None = Non
     if config is None:
         raise ValueError("export_model needs the network's config (net_config=...) to rebuild it on load")
     return save_weights(net.state_dict(), path, config, deploy=deploy_flag(net, config))
+
+
+#: a data config's name as Hydra takes it on the command line (``denoise/cbsd68``): nothing else is taken from a file
+DATA_CONFIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*")
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What is known of the run that produced a weights file, for ``eval.py``.
+
+    Attributes:
+        step: the global step of the weights (a checkpoint's; a model card's recipe), or None.
+        data: the name of the data config to test on (``configs/data/<data>.yaml``), or None when unknown.
+        source: where ``data`` comes from: ``checkpoint`` (the training config stored in the checkpoint),
+            ``run_folder`` (the training run's ``.hydra/hydra.yaml`` beside ``checkpoints/``), ``model_card``
+            (a shipped model's card: its test data), or ``unknown``.
+    """
+
+    step: int | None
+    data: str | None
+    source: str
+
+
+def training_record(spec: str | Path) -> TrainingRecord:
+    """The training step and data of a checkpoint, a shipped model's name or an exported weights file.
+
+    Only a data config *name* is taken from a file, checked against :data:`DATA_CONFIG_NAME`, never a config
+    to build: the name selects one of the project's own data configs, composed by Hydra as ``data=<name>``.
+    A checkpoint written by ``train.py`` stores it (``data_config.name``); an older one is looked up in its run
+    folder's ``.hydra/hydra.yaml`` (read as plain YAML: no interpolation is resolved).
+
+    Raises:
+        UnsafeCheckpointError: the stored name is not a data config name (naming the file and the value).
+        FileNotFoundError / OSError: as :func:`load_model`, for a missing or unreadable file.
+    """
+    if isinstance(spec, str) and spec in PRETRAINED_MODELS:
+        card = model_card(spec)
+        data = (card.get("test_sized") or {}).get("data")
+        source = f"restore/weights/{spec}.json"
+        return TrainingRecord(_int_or_none((card.get("recipe") or {}).get("steps")),
+                              _checked_data_name(data, source) if data is not None else None,
+                              "model_card" if data is not None else "unknown")
+    path = resolve_model(spec)
+    with open_weights(path, max_bytes=None) as f:
+        training = f.training
+    step = _int_or_none(training.get("global_step"))
+    stored = training.get("data_config")
+    if isinstance(stored, Mapping) and stored.get("name") is not None:
+        return TrainingRecord(step, _checked_data_name(stored["name"], path), "checkpoint")
+    hydra_file = path.parent.parent / ".hydra" / "hydra.yaml"
+    if path.parent.name == "checkpoints" and hydra_file.is_file():
+        import yaml
+
+        try:
+            choices = yaml.safe_load(hydra_file.read_text())["hydra"]["runtime"]["choices"]
+            data = choices.get("data")
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            data = None
+        if data is not None:
+            return TrainingRecord(step, _checked_data_name(data, hydra_file), "run_folder")
+    return TrainingRecord(step, None, "unknown")
+
+
+def _checked_data_name(name: Any, source: str | Path) -> str:
+    if not isinstance(name, str) or not DATA_CONFIG_NAME.fullmatch(name):
+        raise UnsafeCheckpointError(f"{source}: the training data it records, {name!r}, is not a data config name "
+                                    "(like denoise/cbsd68): refused, nothing of it is used. Choose the test data "
+                                    "with data=<group>/<name>")
+    return name
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None

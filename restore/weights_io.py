@@ -320,11 +320,14 @@ class WeightsFile:
         metadata: a safetensors file's metadata (``{}`` for a checkpoint).
         layout: ``{name: shape}`` of the state dict the file holds (dense shapes for a sparse export;
             a checkpoint's network weights without the ``net.`` prefix).
+        training: what a checkpoint records of its training run, as stored (unchecked): ``global_step``,
+            ``data_config`` (``{"name": <data config name>}``, written by ``train.py``); ``{}`` otherwise.
     """
 
     def __init__(self, path: Path, net_config: dict | None, deploy: bool, metadata: dict[str, str],
-                 layout: dict[str, tuple[int, ...]]) -> None:
+                 layout: dict[str, tuple[int, ...]], training: dict | None = None) -> None:
         self.path, self.net_config, self.deploy, self.metadata, self.layout = path, net_config, deploy, metadata, layout
+        self.training = training or {}
 
     def state_dict(self, names: Iterable[str] | None = None, map_location: Any = "cpu") -> dict[str, torch.Tensor]:
         """The network's tensors (only ``names`` when given: others are neither densified nor moved),
@@ -416,7 +419,8 @@ class _CheckpointFile(WeightsFile):
             state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
         self._ckpt, self._state, self._expected = ckpt, state, expected_digest
         layout = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-        super().__init__(path, ckpt.get("net_config"), bool(ckpt.get("deploy", False)), {}, layout)
+        training = {k: ckpt[k] for k in ("global_step", "data_config") if k in ckpt}
+        super().__init__(path, ckpt.get("net_config"), bool(ckpt.get("deploy", False)), {}, layout, training)
 
     def state_dict(self, names: Iterable[str] | None = None, map_location: Any = "cpu") -> dict[str, torch.Tensor]:
         wanted = set(self._state) if names is None else set(names)

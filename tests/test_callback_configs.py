@@ -6,20 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightning.pytorch.callbacks import EarlyStopping, RichModelSummary
+from lightning.pytorch.callbacks import EarlyStopping
 
-from restore.lightning import DivergenceGuard, ResumeOverrides
+from restore.lightning import DivergenceGuard, ModelSummary, ResumeOverrides
 from restore.utils.config import instantiate_group
 
 
 def test_early_stopping_and_model_summary_compose_with_the_default_callbacks(compose):
     cfg = compose("train", ["callbacks=[default,early_stopping,model_summary]", "optimized_metric=val/ssim"])
     callbacks = {type(c): c for c in instantiate_group(cfg, "callbacks")}
-    assert len(callbacks) == 9  # the 7 default ones kept
+    assert len(callbacks) == 9  # the 8 default ones kept (model_summary among them)
     assert {DivergenceGuard, ResumeOverrides} <= set(callbacks)
     stopper = callbacks[EarlyStopping]
     assert stopper.monitor == "val/ssim" and stopper.mode == "max"  # follows optimized_metric / optimized_mode
-    assert callbacks[RichModelSummary]._max_depth == 2
+    assert callbacks[ModelSummary]._max_depth == 1  # one level deep unless set otherwise
     cfg = compose("train", ["callbacks=early_stopping", "optimized_mode=min", "optimized_metric=val/lpips"])
     (stopper,) = instantiate_group(cfg, "callbacks")
     assert stopper.monitor == "val/lpips" and stopper.mode == "min"
@@ -45,7 +45,7 @@ def test_early_stopping_stops_a_run_that_no_longer_improves(compose):
                             "++data.val.crop_size=32", "logger=csv", "~callbacks.rich_progress_bar"])
     train(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    assert json.loads((run_dir / "metrics.json").read_text())["step"] == 6
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 6
     psnr = [line.split(",") for line in (run_dir / "csv" / "metrics.csv").read_text().splitlines()]
     column = psnr[0].index("val/psnr")
     values = [float(row[column]) for row in psnr[1:] if row[column]]

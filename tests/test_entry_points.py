@@ -42,6 +42,7 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
     proc = run("eval.py", f"ckpt_path={train_dir / 'checkpoints' / 'last.ckpt'}", "save_images=true",
                "++data.val.crop_size=64", "data.num_workers=0", f"hydra.run.dir={eval_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Test metric" not in proc.stdout  # Lightning's test table: one results table, ours
     test = json.loads((eval_dir / "metrics.json").read_text())
     assert list(test["metrics"]["all"]) == ["psnr", "ssim", "psnr_y", "ssim_y"]  # protocol 2: Y, no crop
     for name in ("psnr", "ssim", "psnr_y", "ssim_y"):
@@ -49,7 +50,16 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
             assert test["metrics"]["all"][name][side] == pytest.approx(val["metrics"]["all"][name][side],
                                                                         abs=1e-3), (name, side)
     assert len(list((eval_dir / "images").glob("*.png"))) >= 1
-    assert (eval_dir / "metrics.md").read_text().startswith("Protocols:")
+    # the metrics files name the checkpoint, its step, the data (and why) and each test set with its degradation
+    assert test["checkpoint"] == str(train_dir / "checkpoints" / "last.ckpt") and test["global_step"] == 12
+    assert test["data"] == "denoise/embedded (from the checkpoint's training config)"
+    (test_set,) = test["test_sets"]
+    assert test_set["images"] == 2 and test_set["degradation"].startswith("AddGaussianNoise(sigma=(25.0, 25.0)")
+    md = (eval_dir / "metrics.md").read_text()
+    assert md.startswith(f"Checkpoint: `{train_dir / 'checkpoints' / 'last.ckpt'}` (global step 12).\n"
+                         "Data: denoise/embedded (from the checkpoint's training config).\nTest sets:\n- denoise: 2 "
+                         "images, scikit-image photographs (val split); degradation: AddGaussianNoise(sigma=(25.0")
+    assert "\nProtocols:" in md
 
     # weights that load but give NaN: an error naming the image and the file, no metrics.json without output PSNR
     ckpt = torch.load(train_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -62,6 +72,45 @@ def test_train_then_eval_reproduces_val_metrics(tmp_path):
                f"hydra.run.dir={tmp_path / 'eval_nan'}")
     assert proc.returncode != 0 and str(tmp_path / "nan.ckpt") in proc.stderr, proc.stderr[-3000:]
     assert not (tmp_path / "eval_nan" / "metrics.json").exists()
+
+
+def test_console_shows_no_tips_no_zero_flops_no_negative_epochs_and_one_results_table(tmp_path):
+    proc = run("train.py", *QUICK, "test=true", f"hydra.run.dir={tmp_path / 'train'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    assert "Tip:" not in console and "litlogger" not in console and "litmodels" not in console
+    assert "FLOPs" not in console
+    assert re.search(r"Epoch 0 ", console) and not re.search(r"Epoch \d+/-", console)
+    assert "Test metric" not in console  # Lightning's test table: ours is printed instead
+    assert console.count("test set (best checkpoint, step 12)") == 1
+    # train.py's test stage names the checkpoint it tested, its step and the test sets with their degradation
+    tested = json.loads((tmp_path / "train" / "test" / "metrics.json").read_text())
+    assert tested["checkpoint"] == str(tmp_path / "train" / "checkpoints" / "best.ckpt")
+    assert tested["global_step"] == 12 and tested["data"] == "denoise/embedded"
+    assert tested["test_sets"][0]["degradation"].startswith("AddGaussianNoise(sigma=(25.0, 25.0)")
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path, monkeypatch):
+    """A bad logging setting fails after Hydra created the run folder and before anything is written in it."""
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    (tmp_path / "keep").mkdir()
+    proc = run("train.py", f"paths.log_dir={tmp_path / 'outputs'}",
+               f"hydra.job_logging.handlers.file.filename={tmp_path / 'missing' / 'run.log'}")
+    assert proc.returncode == 1 and "Unable to configure handler 'file'" in proc.stderr
+    # outputs/<task>/<time> was created, then removed; a failed run's folder with files stays (the test above)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_help_starts_with_usage_and_three_examples_before_the_config_groups(script):
+    proc = run(script, "--help", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head, groups = proc.stdout.split("== Configuration groups ==")
+    lines = head.strip().splitlines()
+    assert lines[0].startswith(f"usage: python {script} ")
+    examples = [line for line in lines if line.startswith(f"  python {script}")]
+    assert len(examples) == 3 and all("#" in line for line in examples)  # each says what it does
+    assert "experiment/zoo: " in groups  # Hydra's listing follows
 
 
 def test_missing_required_value_names_the_config_file_in_one_last_line(tmp_path, monkeypatch):

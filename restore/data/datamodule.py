@@ -21,6 +21,7 @@ stops the run before the first training step rather than at the first validation
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from lightning import LightningDataModule
@@ -180,6 +181,25 @@ class RestorationDataModule(LightningDataModule):
     def task_names(self) -> list[str]:
         """Names of the task ids in batches (``batch["task"] == i`` ↔ ``task_names[i]``)."""
         return list(self._task_names)
+
+    def describe_sets(self, split: str = "test") -> list[dict]:
+        """The ``"test"`` (or ``"val"``) sets as a metrics file names them: per dataset its task (the row of the
+        results table), its images (a folder; the scikit-image photographs) and its degradation (each
+        degradation's repr: σ, kernel file, quality…; paired sets read theirs from disk)."""
+        described = []
+        for ds in self._test_sets if split == "test" else self._val_sets:
+            if getattr(ds, "root", None) is not None:
+                source = os.path.normpath(ds.root)
+            elif getattr(ds, "split", None) is not None:
+                source = f"scikit-image photographs ({ds.split} split)"
+            else:
+                files = [str(p) for p in getattr(ds, "image_files", [])]
+                source = os.path.normpath(os.path.commonpath(files)) if files else type(ds).__name__
+            degradations = [repr(d) for d in getattr(ds, "degradations", [])]
+            # images tested: the set's length (a `length` below the folder's image count tests the first ones)
+            described.append({"task": _task_name(ds), "dataset": type(ds).__name__, "images": len(ds), "source": source,
+                              "degradation": "; ".join(degradations) or "degraded images read from disk (pairs)"})
+        return described
 
     def _combine(self, datasets: list[Dataset], repeat: Sequence[int] | None = None) -> Dataset | None:
         if not datasets:

@@ -101,6 +101,9 @@ class RestorationModule(LightningModule):
         self.log_images = log_images
         self.save_images_dir = save_images_dir
         self.net_config = net_config
+        #: ``{"name": <data config name>}``, set by train.py: stored in checkpoints so eval.py tests on the
+        #: data the network was trained with (:func:`restore.checkpoint.training_record`)
+        self.data_config: dict | None = None
         self.weights_path = weights_path
         # stage → {key: ImageQualityMetrics}, built on the module's device at the stage's first epoch; a plain
         # dict, not a submodule, so metric modules (LPIPS' network) stay out of checkpoints and strict resumes
@@ -260,6 +263,8 @@ class RestorationModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.net_config is not None:
             checkpoint["net_config"] = self.net_config
+        if self.data_config is not None:
+            checkpoint["data_config"] = self.data_config
 
 
 def refuse_moved_arguments(arguments: dict, key: str, owner: str) -> None:

@@ -72,7 +72,7 @@ from restore.pruning.masks import (
 )
 from restore.pruning.report import task_average, write_report
 from restore.pruning.sparse import export_sparse
-from restore.utils.config import ConfigError, instantiate_group, instantiate_node, record_run
+from restore.utils.config import ConfigError, instantiate_group, instantiate_node, instantiate_trainer, record_run
 from restore.utils.files import atomic_write_text, remove_stale_temps
 from restore.utils.reporting import write_metrics
 from restore.weights_io import load_tensors, open_weights, save_weights
@@ -425,7 +425,7 @@ def _train_round(cfg: DictConfig, model, datamodule, r: int, rounds: int, steps:
     last_validation = LastValidationStep()
     callbacks.append(last_validation)
     loggers = instantiate_group(rcfg, "logger")
-    trainer: L.Trainer = instantiate_node(rcfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate_trainer(rcfg, callbacks=callbacks, logger=loggers or False)
     ckpt_path, done_steps = _interrupted_round(folder, r, weights, steps)
     if ckpt_path is not None and done_steps >= steps:
         # the round's training had ended (the run stopped while writing the round's files): its final (EMA)

@@ -3,6 +3,7 @@ entry-point failures reported in one line."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
@@ -21,8 +22,9 @@ from omegaconf.errors import MissingMandatoryValue
 
 from restore.errors import ConfigError
 
-__all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "config_source", "record_run",
-           "task_config", "unique_run_dir", "launch_run_name", "report_failures", "ConfigError"]
+__all__ = ["compose_config", "optuna_direction", "instantiate_node", "instantiate_group", "instantiate_trainer",
+           "fit_trainer_to_device", "config_choice", "config_source", "record_run", "task_config", "unique_run_dir",
+           "launch_run_name", "report_failures", "ConfigError"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,12 @@ def unique_run_dir(path: str) -> str:
     Under ``torchrun`` or ``srun`` (:func:`launch_run_name`) the last part of ``path`` (the timestamp) is replaced
     by the launch's id and every rank gets that one folder; a folder of that name that already holds checkpoints
     is refused on the first attempt (the id was used by another run), kept on a restart or requeue.
+
+    A folder this process created and left empty (the run failed before writing anything) is removed when the
+    process exits, with the parents it created for it; a shared launch folder is left to its ranks.
     """
     base = Path(path)
+    created = [p for p in base.parents if not p.exists()]  # deepest first: removed again if left empty
     base.parent.mkdir(parents=True, exist_ok=True)
     shared = launch_run_name()
     if shared is not None:
@@ -89,8 +95,20 @@ def unique_run_dir(path: str) -> str:
             candidate.mkdir()
         except FileExistsError:
             continue
+        atexit.register(_remove_if_empty, [candidate, *created])
         return str(candidate)
     raise AssertionError("unreachable")
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """At exit: remove the run folder (and the parents) this process created if nothing was written into them (a
+    run that failed before Hydra saved its config, e.g. on a bad logging setting), deepest first. ``rmdir``
+    removes empty folders only: a folder with any file stays, and so do its parents."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 OmegaConf.register_new_resolver("unique_dir", unique_run_dir, use_cache=True, replace=True)
@@ -116,6 +134,14 @@ def _hydra_runtime() -> DictConfig | None:
         return HydraConfig.get()
     except ValueError:  # not inside a Hydra app (tests composing by hand)
         return None
+
+
+def config_choice(group: str) -> str | None:
+    """The option Hydra chose for a config group in this run (``data`` → ``denoise/cbsd68``), or None outside a
+    Hydra app or for an empty group."""
+    runtime = _hydra_runtime()
+    choice = runtime.runtime.choices.get(group) if runtime is not None else None
+    return None if choice in (None, "null") else str(choice)
 
 
 def config_source(key: str) -> str:
@@ -189,6 +215,57 @@ def instantiate_node(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
         match = re.search(r"full_key: (\S+)", str(err))
         failing = match.group(1) if match else key
         raise ConfigError(f"Cannot build `{failing}` from {config_source(failing)}: {err}") from err
+
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+# mixed and half precisions are for GPUs: on a CPU bf16 autocast is slower than fp32, fp16 autocast unsupported
+CPU_PRECISION = "32-true"
+
+
+def fit_trainer_to_device(node: DictConfig, gpu_available: bool | None = None) -> tuple[DictConfig, str | None]:
+    """The trainer config ``node`` fitted to this machine, and the one log line saying what changed (None if
+    nothing did).
+
+    A config that asks for a GPU (``accelerator: gpu|cuda``, as ``configs/trainer/gpu.yaml`` and the GPU-sized
+    experiments) runs on the CPU when no CUDA device is found: ``accelerator: cpu`` and ``32-true`` precision
+    (bf16/fp16 autocast gains nothing on a CPU). ``require_gpu: true`` in the node makes that an error instead;
+    the key is removed either way (it is not a ``Trainer`` argument).
+    """
+    # a resolved copy (the run's config stays as it was); a missing value (???) stays for instantiate_node to name
+    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True, throw_on_missing=False))
+    require_gpu = bool(node.pop("require_gpu", False))
+    accelerator = str(node.get("accelerator", "auto")).lower()
+    if accelerator not in GPU_ACCELERATORS:
+        return node, None
+    if gpu_available is None:
+        import torch
+
+        gpu_available = torch.cuda.is_available()
+    if gpu_available:
+        return node, None
+    choice = config_choice("trainer")
+    asked = (f"trainer={choice} " if choice else "the trainer config ") + \
+        f"asked for accelerator={accelerator}, precision={node.get('precision', '32-true')}"
+    if require_gpu:
+        raise ConfigError(f"No GPU found, and trainer.require_gpu=true ({config_source('trainer')}; {asked}): run on "
+                          "a machine with a CUDA GPU, or set trainer.require_gpu=false to run on the CPU")
+    node.accelerator = "cpu"
+    node.precision = CPU_PRECISION
+    return node, (f"No GPU found: running on the CPU with {CPU_PRECISION} precision ({asked}; "
+                  "trainer.require_gpu=true makes this an error)")
+
+
+def instantiate_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
+    """The ``trainer`` node instantiated (a ``lightning.Trainer``) on the device found: :func:`fit_trainer_to_device`
+    says in one log line when a GPU config runs on the CPU. Lightning's sales tips are kept off the console
+    (:func:`restore.lightning.console.hide_lightning_tips`)."""
+    from restore.lightning.console import hide_lightning_tips
+
+    hide_lightning_tips()
+    node, change = fit_trainer_to_device(cfg.trainer)
+    if change:
+        log.warning("%s", change)
+    return instantiate_node(OmegaConf.create({"trainer": node}), "trainer", **kwargs)
 
 
 def task_config(cfg: DictConfig) -> DictConfig:

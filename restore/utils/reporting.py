@@ -16,7 +16,7 @@ from typing import Mapping
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["check_results", "add_task_average", "print_metrics", "write_metrics", "metric_value"]
+__all__ = ["check_results", "add_task_average", "print_metrics", "write_metrics", "describe_run", "metric_value"]
 
 COLUMN_SIDES = ("input", "output")  # column order: the degraded input, then the network's output
 
@@ -75,9 +75,27 @@ def print_metrics(results: Results, title: str, protocols: list[str]) -> None:
     Console().print(table)
 
 
+def describe_run(checkpoint: str | None, step: int | None, data: str | None, sets: list[dict],
+                 label: str = "Test sets") -> list[str]:
+    """The lines above a metrics table in ``metrics.md``: the checkpoint and its step, the data config and
+    each test set with its degradation (``sets``: :meth:`restore.data.RestorationDataModule.describe_sets`)."""
+    lines = []
+    if checkpoint:
+        lines.append(f"Checkpoint: `{checkpoint}` (global step {step if step is not None else 'unknown'}).")
+    elif step is not None:
+        lines.append(f"Global step: {step}.")
+    if data:
+        lines.append(f"Data: {data}.")
+    if sets:
+        lines += [f"{label}:"] + [f"- {s['task']}: {s['images']} images, {s['source']}; degradation: "
+                                   f"{s['degradation']}" for s in sets]
+    return lines + [""] if lines else []
+
+
 def write_metrics(results: Results, out_dir: str | Path, protocols: list[str],
-                  extra: dict | None = None) -> tuple[Path, Path]:
-    """``metrics.json`` (protocols + results) and ``metrics.md`` (a table) in ``out_dir``."""
+                  extra: dict | None = None, header: list[str] | None = None) -> tuple[Path, Path]:
+    """``metrics.json`` (protocols + results + ``extra``) and ``metrics.md`` (``header`` lines, e.g. from
+    :func:`describe_run`, then the table) in ``out_dir``."""
     names = check_results(results)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +104,7 @@ def write_metrics(results: Results, out_dir: str | Path, protocols: list[str],
     json_path = out_dir / "metrics.json"
     json_path.write_text(json.dumps(payload, indent=2))
     columns = [f"{n} {'in' if side == 'input' else 'out'}" for n in names for side in COLUMN_SIDES]
-    lines = [f"Protocols: {'; '.join(protocols)} (unsuffixed metrics use the first).", "",
+    lines = list(header or []) + [f"Protocols: {'; '.join(protocols)} (unsuffixed metrics use the first).", "",
              "| task | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     lines += [f"| {task} | " + " | ".join(_fmt(n, values[n][side]) for n in names for side in COLUMN_SIDES) + " |"
               for task, values in results.items()]

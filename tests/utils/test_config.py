@@ -138,3 +138,58 @@ def test_a_command_line_value_is_named_as_such(compose):
     with pytest.raises(ConfigError, match=r"model.optimizer.lr must be a number, got 'abc'") as err:
         instantiate_node(cfg, "model")
     assert "the command line (model.optimizer.lr=abc)" in str(err.value)
+
+
+# --- GPU configs on a machine without one (restore.utils.config.fit_trainer_to_device)
+
+GPU_EXPERIMENTS = ["zoo/denoise_color", "zoo/denoise_gray", "zoo/allinone_baryir", "deblur/fke_cbsd432",
+                   "denoise/unireplknet_base_cbsd"]
+
+
+@pytest.mark.parametrize("experiment", GPU_EXPERIMENTS)
+def test_gpu_experiments_fall_back_to_the_cpu_in_one_line(compose, experiment):
+    from restore.utils.config import fit_trainer_to_device
+
+    cfg = compose("train", [f"experiment={experiment}"])
+    assert cfg.trainer.accelerator == "gpu"
+    node, line = fit_trainer_to_device(cfg.trainer, gpu_available=False)
+    assert (node.accelerator, node.precision) == ("cpu", "32-true") and "require_gpu" not in node
+    assert line.startswith("No GPU found: running on the CPU with 32-true precision (trainer=gpu asked for "
+                           "accelerator=gpu, precision=bf16-mixed")
+    assert node.default_root_dir == cfg.paths.output_dir  # resolved, the rest as configured
+    kept, line = fit_trainer_to_device(cfg.trainer, gpu_available=True)
+    assert (kept.accelerator, kept.precision, line) == ("gpu", "bf16-mixed", None)
+
+
+def test_require_gpu_makes_the_missing_gpu_an_error(compose):
+    from restore.utils.config import fit_trainer_to_device
+
+    cfg = compose("train", ["trainer=gpu", "trainer.require_gpu=true"])
+    with pytest.raises(ConfigError, match=r"No GPU found, and trainer.require_gpu=true .*trainer=gpu asked for "
+                                          r"accelerator=gpu, precision=bf16-mixed.*trainer.require_gpu=false"):
+        fit_trainer_to_device(cfg.trainer, gpu_available=False)
+
+
+def test_cpu_and_auto_trainer_configs_are_left_as_they_are(compose):
+    from restore.utils.config import fit_trainer_to_device
+
+    for trainer in ("default", "cpu", "ddp"):
+        cfg = compose("train", [f"trainer={trainer}"])
+        node, line = fit_trainer_to_device(cfg.trainer, gpu_available=False)
+        assert line is None and node.accelerator == cfg.trainer.accelerator
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU fallback")
+def test_a_gpu_experiment_trains_on_this_cpu_and_says_so(compose, caplog):
+    """What a user of a CPU-only machine runs: the experiment as configured (trainer=gpu), fast_dev_run on tiny
+    data, no accelerator or precision override."""
+    from train import train
+
+    cfg = compose("train", ["experiment=zoo/denoise_color", "data=denoise/embedded", "++trainer.fast_dev_run=true",
+                            "data.num_workers=0", "data.batch_size=2", "data.train.patch_size=32",
+                            "++data.val.crop_size=32", "model.net.width=8", "callbacks=none"])
+    with caplog.at_level("WARNING", logger="restore.utils.config"):
+        train(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("No GPU found")]
+    assert lines == ["No GPU found: running on the CPU with 32-true precision (trainer=gpu asked for accelerator=gpu, "
+                     "precision=bf16-mixed; trainer.require_gpu=true makes this an error)"]
