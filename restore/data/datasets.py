@@ -67,7 +67,7 @@ from torch.utils.data import Dataset
 from restore.data.deferred import DeferredSample, to_unit_range
 from restore.data.degradations import AddGaussianNoise, Degradation, apply_degradations, is_batched, task_name_of
 from restore.data.layouts import ImagePair, list_images
-from restore.data.transforms import center_crop, random_crop_pair, random_flip_rot_pair
+from restore.data.transforms import center_crop, random_channel_permutation_pair, random_crop_pair, random_flip_rot_pair
 from restore.utils.image import read_image
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "EmbeddedImagesDataset",
     "EMBEDDED_TRAIN",
     "EMBEDDED_VAL",
+    "EMBEDDED_TRAIN_COLOR",
 ]
 
 
@@ -155,6 +156,8 @@ class SampleRecipe:
         channels: 3 (RGB) or 1 (grayscale).
         patch_size: random crop side for training; ``None`` = full images.
         augment: random flips and 90° rotations (training).
+        permute_channels: reorder the colour channels at random, the same for lq and gt (training;
+            :func:`restore.data.transforms.random_channel_permutation_pair`).
         crop_size: fixed central crop side (validation on a budget); ``None`` = full images.
         seed: ``None`` draws fresh randomness (training); an int makes sample ``i`` depend only
             on (seed, i) (validation/test).
@@ -169,6 +172,7 @@ class SampleRecipe:
         augment: bool = False,
         crop_size: int | None = None,
         seed: int | None = None,
+        permute_channels: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
@@ -180,6 +184,7 @@ class SampleRecipe:
         self.channels = channels
         self.patch_size = patch_size
         self.augment = augment
+        self.permute_channels = permute_channels
         self.crop_size = crop_size
         self.seed = seed
         self._deferred: tuple[int, int] | None = None  # (chain id, degradations run per sample)
@@ -187,7 +192,8 @@ class SampleRecipe:
     @property
     def is_deterministic(self) -> bool:
         """Whether every pass yields identical samples (required of validation/test sets)."""
-        return self.patch_size is None and not self.augment and (self.seed is not None or not self.degradations)
+        return (self.patch_size is None and not self.augment and not self.permute_channels
+                and (self.seed is not None or not self.degradations))
 
     def defer_degradations(self, chain: int) -> list[Degradation]:
         """From now on, leave the batchable tail of :attr:`degradations` to the device (training sets only).
@@ -238,6 +244,8 @@ class SampleRecipe:
             lq, gt = random_crop_pair(lq, gt, self.patch_size, generator)
         if self.augment:
             lq, gt = random_flip_rot_pair(lq, gt, generator)
+        if self.permute_channels:
+            lq, gt = random_channel_permutation_pair(lq, gt, generator)
         if self._deferred is not None:
             return self._deferred_sample(lq, gt, name, generator)
         lq, gt = to_unit_range(lq), to_unit_range(gt)
@@ -472,6 +480,8 @@ EMBEDDED_VAL = ("chelsea", "camera")
 EMBEDDED_TRAIN = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
                   "stereo_motorcycle_left", "stereo_motorcycle_right",
                   "moon", "coins", "clock", "brick", "grass", "gravel", "page", "text")
+# the colour photographs of natural scenes among EMBEDDED_TRAIN (no gray, microscopy, fundus or deep-sky images)
+EMBEDDED_TRAIN_COLOR = ("astronaut", "coffee", "rocket", "stereo_motorcycle_left", "stereo_motorcycle_right")
 
 
 @functools.lru_cache(maxsize=None)
@@ -513,20 +523,29 @@ class EmbeddedImagesDataset(RestorationDataset):
 
     Args:
         split: ``"train"`` or ``"val"``.
+        names: the photographs to use instead of the split's whole list, each one of that list
+            (``EMBEDDED_TRAIN_COLOR``: the colour photographs of natural scenes, for colour denoisers).
         degradations: ``None`` = AWGN, σ ∈ [0, 50] for train, σ = 25 for val (blind denoising).
         max_side: downscale images whose long side exceeds this (retina is 1411²); ``None`` keeps all.
         **options: the other sampling arguments of :class:`RestorationDataset`.
     """
 
     def __init__(self, split: str = "train", degradations: Sequence[Degradation] | None = None,
-                 max_side: int | None = 512, **options: Any) -> None:
+                 max_side: int | None = 512, names: Sequence[str] | None = None, **options: Any) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"EmbeddedImagesDataset split must be 'train' or 'val', got {split!r}")
+        allowed = EMBEDDED_TRAIN if split == "train" else EMBEDDED_VAL
+        if names is not None:
+            names = [names] if isinstance(names, str) else list(names)
+            unknown = [n for n in names if n not in allowed]
+            if unknown or not names:
+                raise ValueError(f"EmbeddedImagesDataset({split!r}) names {unknown or names!r}: choose one or more "
+                                 f"of the {split} photographs {list(allowed)}")
         if degradations is None:
             degradations = [AddGaussianNoise(sigma=(0.0, 50.0) if split == "train" else 25.0)]
         self.split = split
         self.max_side = max_side
-        self.names = list(EMBEDDED_TRAIN if split == "train" else EMBEDDED_VAL)
+        self.names = list(allowed if names is None else dict.fromkeys(names))
         channels = options.get("channels", 3)
         if channels in (1, 3):  # anything else is refused by the base class
             self.images = [_embedded_image(name, channels, max_side) for name in self.names]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["pad_to_size", "random_crop_pair", "center_crop", "random_flip_rot_pair"]
+__all__ = ["pad_to_size", "random_crop_pair", "center_crop", "random_flip_rot_pair", "random_channel_permutation_pair"]
 
 
 def pad_to_size(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -91,3 +91,19 @@ def random_flip_rot_pair(
         lq, gt = torch.rot90(lq, turns, (-2, -1)), torch.rot90(gt, turns, (-2, -1))
     # rot90 / flip return views with negative strides: make them contiguous for collation
     return lq.contiguous(), gt.contiguous()
+
+
+def random_channel_permutation_pair(
+    lq: torch.Tensor, gt: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reorder the colour channels of lq and gt by one random permutation (the same for both).
+
+    The "RGB permute" augmentation of Yoo et al., *Rethinking Data Augmentation for Image Super-resolution*
+    (CVPR 2020, Sec. 3.1): six times the colours of a small training set, for degradations that treat the
+    channels alike (AWGN, blur, rain…).
+
+    Returns:
+        (lq, gt), each (C, H, W) with its channels reordered.
+    """
+    order = torch.randperm(gt.shape[0], generator=generator)
+    return lq[order], gt[order]

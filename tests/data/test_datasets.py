@@ -17,7 +17,7 @@ from restore.data import (
     rain100_pairs,
     sots_pairs,
 )
-from restore.data.datasets import EMBEDDED_TRAIN, EMBEDDED_VAL
+from restore.data.datasets import EMBEDDED_TRAIN, EMBEDDED_TRAIN_COLOR, EMBEDDED_VAL
 
 
 def assert_contract(sample: dict, channels: int = 3) -> None:
@@ -151,6 +151,34 @@ def test_embedded_split_channels_and_size():
     assert gray[0]["gt"].shape == (1, 64, 64)
     with pytest.raises(ValueError, match="split"):
         EmbeddedImagesDataset("test")
+
+
+def test_permute_channels_reorders_training_colours_only_when_asked():
+    image = torch.tensor([10, 20, 30], dtype=torch.uint8).view(3, 1, 1).expand(3, 12, 12).contiguous()
+
+    def orders(**options):
+        ds = EmbeddedImagesDataset("train", names=["coffee"], patch_size=8, augment=True, **options)
+        found = set()
+        for seed in range(48):
+            sample = ds.make_sample(None, image, "rgb", torch.Generator().manual_seed(seed))
+            assert torch.equal(sample["lq"], sample["gt"])  # no degradation here: lq follows gt's order
+            found.add(tuple(round(float(v) * 255) for v in sample["gt"][:, 0, 0]))
+        return found
+
+    assert orders(degradations=[]) == {(10, 20, 30)}
+    assert len(orders(degradations=[], permute_channels=True)) == 6
+    assert not EmbeddedImagesDataset("train", names=["coffee"], permute_channels=True).is_deterministic
+
+
+def test_embedded_names_choose_the_photographs_sampled():
+    color = EmbeddedImagesDataset("train", names=EMBEDDED_TRAIN_COLOR, patch_size=16, length=40)
+    assert color.names == list(EMBEDDED_TRAIN_COLOR) and color.num_images == 5
+    assert {color[i]["name"] for i in range(40)} == set(EMBEDDED_TRAIN_COLOR)
+    # none of them is a gray photograph replicated to RGB
+    assert all(not torch.equal(im[0], im[1]) for im in color.images)
+    assert EmbeddedImagesDataset("train", names="coffee").names == ["coffee"]
+    with pytest.raises(ValueError, match="chelsea.*choose one or more of the train photographs"):
+        EmbeddedImagesDataset("train", names=["coffee", "chelsea"])  # a val photograph
 
 
 # -- bad input, clear errors -------------------------------------------------------------------

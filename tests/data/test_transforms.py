@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from restore.data.transforms import center_crop, pad_to_size, random_crop_pair, random_flip_rot_pair
+from restore.data.transforms import (
+    center_crop,
+    pad_to_size,
+    random_channel_permutation_pair,
+    random_crop_pair,
+    random_flip_rot_pair,
+)
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -56,3 +62,15 @@ def test_center_crop_and_size_mismatch():
     assert torch.equal(center_crop(img, 4), img[:, 3:7, 3:7])
     with pytest.raises(ValueError, match="differ in size"):
         random_crop_pair(torch.rand(3, 10, 10), torch.rand(3, 12, 10), 8)
+
+
+def test_channel_permutation_reorders_lq_and_gt_alike():
+    gt = torch.rand(3, 8, 8)
+    orders = set()
+    for seed in range(24):
+        lq, out = random_channel_permutation_pair(gt + 1, gt, _gen(seed))
+        assert torch.equal(lq, out + 1)  # the same order for both
+        order = tuple(int((gt == c).all(dim=(1, 2)).nonzero()) for c in out)
+        assert sorted(order) == [0, 1, 2]  # a permutation: every channel kept once
+        orders.add(order)
+    assert len(orders) == 6  # all six orders of three channels
