@@ -2,15 +2,17 @@
 
 Each error's message names the culprit (file, key, tensor, shape, step, value) and the fix. The classes are
 re-exported where they were first defined (``restore.checkpoint``, ``restore.model_zoo``,
-``restore.inference``, ``restore.lightning``, ``restore.lightning.module``, ``restore.utils.config``), so older
-imports keep working.
+``restore.inference``, ``restore.lightning``, ``restore.lightning.module``, ``restore.utils.config``,
+``restore.export``, ``restore.models.factory``, ``restore.utils.files``), so older imports keep working.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "CheckpointReadError", "DamagedFileError", "DivergenceError", "MissingNetConfigError",
-           "NonFiniteLossError", "NonFiniteOutputError", "NonFiniteWeightsError", "UnknownModelError",
-           "UnsafeCheckpointError", "UnverifiedWeightsWarning", "WeightsSizeError"]
+__all__ = ["CheckpointReadError", "ConfigError", "ConfigsNotFoundError", "DamagedFileError", "DivergenceError",
+           "ExportMismatchError", "MissingNetConfigError", "NoSpaceError", "NonFiniteLossError",
+           "NonFiniteOutputError", "NonFiniteWeightsError", "UnknownArchitectureError", "UnknownModelError",
+           "UnsafeCheckpointError", "UnsupportedExportError", "UnverifiedWeightsWarning",
+           "WeightsSizeError", "WriteError"]
 
 
 # -- weights files ---------------------------------------------------------------------------------
@@ -71,3 +73,33 @@ class NonFiniteLossError(FloatingPointError):
 
 class DivergenceError(NonFiniteLossError):
     """A training loss jumped far above its running median (``DivergenceGuard.factor``); stopped like a NaN loss."""
+
+
+# -- architectures by name --------------------------------------------------------------------------
+class ConfigsNotFoundError(FileNotFoundError):
+    """No ``configs/model/net/`` folder was found: the package runs without the repository's configs."""
+
+
+class UnknownArchitectureError(ValueError):
+    """No ``configs/model/net/<name>.yaml``, or a setting the architecture does not have; lists close matches."""
+
+
+# -- exports ----------------------------------------------------------------------------------------
+class ExportMismatchError(RuntimeError):
+    """The exported graph's output differs from the PyTorch module's (it baked in a shape or a branch)."""
+
+
+class UnsupportedExportError(ValueError):
+    """The network or an option cannot be exported to this format (the message says which format can)."""
+
+
+# -- writing files ----------------------------------------------------------------------------------
+class WriteError(OSError):
+    """A file cannot be written there; the message names the path, why, and what to do."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+class NoSpaceError(WriteError):
+    """The disk (or quota) holding a file being written is full; names the folder."""

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from restore.errors import ExportMismatchError, UnsupportedExportError
 from restore.inference import input_channels
 from restore.models.reparam import reparameterize
 from restore.utils.files import WriteError, atomic_write, check_output_folder
@@ -52,14 +53,6 @@ ONNX_OPSETS = range(7, 21)
 CHECK_TOLERANCE = 1e-4
 
 _DYNAMIC_AXES = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
-
-
-class ExportMismatchError(RuntimeError):
-    """The exported graph's output differs from the PyTorch module's (it baked in a shape or a branch)."""
-
-
-class UnsupportedExportError(ValueError):
-    """The network or an option cannot be exported to this format (the message says which format can)."""
 
 
 def export_onnx(net: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET, example_size: int | None = None,

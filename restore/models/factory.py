@@ -20,16 +20,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from restore.errors import ConfigsNotFoundError, UnknownArchitectureError
+
 __all__ = ["create_model", "list_architectures", "compose_net_config", "find_configs_dir", "ConfigsNotFoundError",
            "UnknownArchitectureError"]
-
-
-class ConfigsNotFoundError(FileNotFoundError):
-    """No ``configs/model/net/`` folder was found: the package runs without the repository's configs."""
-
-
-class UnknownArchitectureError(ValueError):
-    """No ``configs/model/net/<name>.yaml``, or a setting the architecture does not have; lists close matches."""
 
 
 def find_configs_dir() -> Path:

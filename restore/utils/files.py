@@ -27,22 +27,13 @@ import stat
 from pathlib import Path
 from typing import IO, Iterator
 
+from restore.errors import NoSpaceError, WriteError
+
 __all__ = ["atomic_write", "atomic_path", "atomic_write_text", "remove_stale_temps", "check_output_folder",
            "WriteError", "NoSpaceError", "no_space_error", "describe_write_error"]
 
 # what the temporary files are called: "." + the target's name + "." + a random part + ".tmp"
 _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$")
-
-
-class WriteError(OSError):
-    """A file cannot be written there; the message names the path, why, and what to do."""
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
-
-
-class NoSpaceError(WriteError):
-    """The disk (or quota) holding a file being written is full; names the folder."""
 
 
 def no_space_error(err: BaseException, path: str | os.PathLike, folder: bool = False) -> NoSpaceError | None:
