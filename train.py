@@ -42,6 +42,7 @@ from restore.utils.config import (  # noqa: E402
     task_config,
 )
 from restore.utils.reporting import describe_run, metric_value, print_metrics, write_metrics  # noqa: E402
+from restore.weights_io import open_weights  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("train", True):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
 
     if cfg.get("test"):
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     close_loggers()
 
     results = getattr(model, "results", {}).get("val")
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     if trainer.is_global_zero and results:
         report_results(results, model, datamodule, "val", output_dir, trainer.global_step, None,
                        f"validation at step {trainer.global_step} (EMA weights if enabled)")
@@ -136,20 +136,22 @@ def check_resume_fits(model: L.LightningModule, ckpt_path: str) -> None:
     every key): name the file, the differing keys and shapes, and the two ways on.
 
     Only a readable checkpoint file is compared (``ckpt_path="last"`` and unreadable files are left to
-    Lightning's loader, which names them); its tensors are memory-mapped, not read.
+    Lightning's loader, which names them), and only its network's keys and shapes, as the file declares them
+    (:func:`restore.weights_io.open_weights`: no tensor is read).
     """
     path = Path(ckpt_path)
     if not path.is_file() or not getattr(model, "strict_loading", True):
         return
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        state = ckpt["state_dict"]
+        with open_weights(path) as f:
+            declared, stored = f.layout, f.net_config
     except Exception:  # noqa: BLE001 - any unreadable file: Lightning's checkpoint IO reports it
         return
-    mismatch = describe_state_mismatch(model.state_dict(), state)
+    # the module's keys, as the message names them (the file's are given without the "net." prefix)
+    own = {f"net.{k}": v for k, v in model.net.state_dict().items()}
+    mismatch = describe_state_mismatch(own, {f"net.{k}": shape for k, shape in declared.items()})
     if mismatch is None:
         return
-    stored = ckpt.get("net_config")
     trained = f"its network: {describe_net_config(stored)}; " if isinstance(stored, dict) else ""
     raise ConfigError(f"ckpt_path={path} holds another network than model.net ({config_source('model.net')}): "
                       f"{mismatch}. To resume, use the model.net it was trained with ({trained}e.g. drop the model/net "
