@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import json
 import os
 import signal
@@ -50,6 +51,20 @@ def _hydra_config_of_no_earlier_test():
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().cfg = None
+
+
+@pytest.fixture(scope="session")
+def load_root_script():
+    """``load_root_script("train")``: ``train.py`` / ``eval.py`` at the repository root, imported as a module of
+    its own (``<name>_script``)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import importlib.util
 import io
 from pathlib import Path
 
@@ -22,11 +21,8 @@ def compose_into(run: Path, overrides: list[str]):
 
 
 @pytest.fixture(scope="module")
-def train_script():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def train_script(load_root_script):
+    return load_root_script("train")
 
 
 def test_resuming_with_another_network_names_the_checkpoint_the_keys_and_the_ways_on(train_script, tmp_path):
