@@ -84,9 +84,10 @@ ZOO = {
     "allinone_baryir": {
         "task": "all-in-one restoration (noise, rain, haze, low light), BaryIR heads on a NAFNet U-Net",
         "experiment": "zoo/allinone_baryir",
-        "training_data": "../shared/data/train/CBSD432 with synthetic AWGN σ ∈ {15, 25, 50} (clipped), rain "
-                         "streaks, haze (atmospheric scattering) and low light (gamma, gain, shot/read noise); "
-                         "no real training pairs",
+        "training_data": "../shared/data/train/CBSD432 without its 67 Rain100L/H clean scenes (365 images), with "
+                         "synthetic AWGN σ ∈ {15, 25, 50} (clipped), Rain100-style rain (LayeredRainStreaks, light "
+                         "and heavy), haze from a depth proxy (DepthHaze) and low light (gamma, gain, shot/read "
+                         "noise), 96² patches (data=allinone/cbsd432_rain100style); no real training pairs",
         "evals": {"all-in-one 4-task table": ("allinone/test4", [])},
         "test_sized": ("allinone/test4", [], 2),
         "papers": "BaryIR 3-task (trained on real BSD400+WED / Rain100L / RESIDE-OTS pairs): SOTS 31.95, "
@@ -94,7 +95,7 @@ ZOO = {
     },
     "allinone_baryir_pruned": {
         "task": "all-in-one restoration (noise, rain, haze, low light), ~10 % of the weights (MIR-L IMP)",
-        "experiment": "zoo/allinone_baryir",
+        "experiment": "prune/allinone_baryir",
         "training_data": "as allinone_baryir",
         "evals": {"all-in-one 4-task table": ("allinone/test4", [])},
         "test_sized": ("allinone/test4", [], 2),
