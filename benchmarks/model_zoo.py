@@ -183,7 +183,8 @@ def build(args: argparse.Namespace) -> None:
         else:
             restore.export_model(restore.load_model(run / "checkpoints" / "last.ckpt"), target)
             pruning = None
-        net = restore.load_model(name)
+        # by its path: eval.py reads a shipped *name*'s card, which this build is replacing
+        net = restore.load_model(target)
         channels = net.net_config.get("in_channels", 3)
         out = ROOT / "outputs" / "model_zoo" / name
         card = {
@@ -194,13 +195,13 @@ def build(args: argparse.Namespace) -> None:
             "net_config": net.net_config,
             "recipe": {"experiment": spec["experiment"], **_training(run)},
             "training_data": spec["training_data"], "machine": args.machine,
-            "metrics": {label: _table(evaluate(name, data, overrides, out / f"full_{i}"))
+            "metrics": {label: _table(evaluate(str(target), data, overrides, out / f"full_{i}"))
                         for i, (label, (data, overrides)) in enumerate(spec["evals"].items())},
             "test_sized": None, "papers": spec["papers"],
         }
         data, overrides, images = spec["test_sized"]
         card["test_sized"] = {"data": data, "overrides": overrides, "images": images,
-                              "metrics": _table(evaluate(name, data, overrides, out / "test_sized", images))}
+                              "metrics": _table(evaluate(str(target), data, overrides, out / "test_sized", images))}
         if pruning:
             card["pruning"] = pruning
         for key in ("note", "warning"):
