@@ -99,13 +99,13 @@ ZOO = {
         "training_data": "as allinone_baryir",
         "evals": {"all-in-one 4-task table": ("allinone/test4", [])},
         "test_sized": ("allinone/test4", [], 2),
-        "note": "IMP of the shipped allinone_baryir (pretrained=allinone_baryir: its trained weights are θ₀) on a "
-                "lent H100 (6 min 15 s wall, shared with one other run): a short dense round 0 (100 steps), then 5 "
-                "rounds at rate 0.37 of 530 steps each (batch 16 × 128², lr 5e-4, cosine), rewind=none (the "
-                "survivors are fine-tuned: with rounds this short, rewinding to θ₀ would leave the final network "
-                "530 steps of training; fine-tuning accumulates 2650). 0.72 dB below allinone_baryir on the 7-set "
-                "average (22.81 vs 23.53; −0.26 LOL to −1.58 σ=50, +0.70 on Rain100L). The earlier 200-step-round "
-                "CPU twin was 3.97 dB below.",
+        "note": "IMP of the shipped allinone_baryir (pretrained=allinone_baryir: its trained weights are θ₀) on one "
+                "core of the dev CPU (23 min 17 s wall): a short dense round 0 (100 steps), then 5 rounds at rate "
+                "0.37 of 300 steps each (batch 8 × 96², lr 5e-4, cosine; the recipe's 400 cut to fit the time), "
+                "rewind=none (the survivors are fine-tuned). 1.99 dB below allinone_baryir on the 7-set average "
+                "(21.77 vs 23.76; −0.42 Rain100L, −0.48 LOL, −0.82 SOTS, −2.32 to −4.48 on noise σ 15–50): short "
+                "of the ≤ 0.5 dB target. The earlier twin (IMP of the earlier model, 530-step rounds of 16 × 128² "
+                "on an H100: about 5× the pixels per round) was 0.72 dB below its dense model.",
         "papers": "MIR-L (PromptIR, 3-task, 10 % of the weights) stays within ~0.3 dB of its dense model; its "
                   "dense model is trained for 150 epochs per round on real pairs",
     },
