@@ -30,7 +30,6 @@ from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import (
     PnPConfig,
     TVConfig,
-    estimate_noise_sigma,
     load_denoiser,
     pnp_deconvolution,
     tv_deconvolution,
@@ -212,7 +211,7 @@ def deblur_semiblind(
         restored, residual = model.estimate(), model.residual()
     else:
         op = BlurOperator(k, tuple(y.shape[-2:]))
-        sigma = estimate_noise_sigma(y.float())
+        sigma = noise_level  # the flattest blocks' estimate: texture does not count as noise (issue #29)
         if prior == "auto":
             state = ("as given" if refinement is None else "kept by the refinement" if kept
                      else "changed or disputed by the refinement")
