@@ -198,12 +198,18 @@ def deblur_semiblind(
     if prior == "auto" and kept and periodic:
         prior, reason = "hyper_laplacian", ("kernel " + ("as given" if refinement is None else "kept by the refinement")
                                             + f" and y wraps around: FFT hyper-Laplacian, σ = {noise_level:.4f}")
-        log.info("prior='auto': hyper_laplacian (%s)", reason)
     else:
         reason = "requested"
     if prior == "hyper_laplacian":
         op = BlurOperator(k, tuple(y.shape[-2:]))
         restored = hyper_laplacian_deconvolution(y, k, hl_cfg, noise_level)
+        if reason != "requested":  # prior="auto": a kept but wrong kernel makes it ring; TV's image then
+            tv_image = op.crop_latent(tv_deconvolution(y, op, tv_cfg, noise_level))
+            departure = float((restored - tv_image).norm() / (tv_image - y).norm().clamp_min(1e-12))
+            reason += f"; it departs from TV by {departure:.2f} of TV's change to y"
+            if departure > hl_cfg.max_departure:
+                prior, restored = "tv", tv_image
+            log.info("prior='auto': %s (%s)", prior, reason)
         residual = y - op(op.pad_image(restored, mode="circular" if periodic else "replicate"))
     elif prior == "dip":
         model = DeepResidualPrior(y, k, dip_cfg, seed=seed)
