@@ -125,3 +125,18 @@ def test_rgb_of_a_gray_image_restores_each_channel_as_the_gray_image(prior):
     assert torch.equal(c.kernel, g.kernel)
     for ch in range(3):
         torch.testing.assert_close(c.image[:, ch : ch + 1], g.image, atol=1e-5, rtol=0)
+
+
+def test_auto_drops_the_barely_regularised_image_of_a_kept_but_wrong_kernel():
+    """A kernel given as is (kept) but too long: the noise-set hyper-Laplacian rings on a noise-free y; its image
+    departs from TV's by more than ``max_departure`` and ``"auto"`` returns TV's, the better one. The exact kernel
+    stays with the hyper-Laplacian."""
+    gt = _camera()
+    k = torch.from_numpy(line_motion_kernel(15, 30.0)).float()
+    y = _circular_8bit(gt, k)
+    too_long = torch.from_numpy(line_motion_kernel(19, 30.0)).float()
+    wrong = deblur_semiblind(y, too_long, refine_kernel=False, device="cpu")
+    ringing = deblur_semiblind(y, too_long, refine_kernel=False, prior="hyper_laplacian", device="cpu")
+    assert wrong.log.prior == "tv" and "departs from TV" in wrong.log.reason
+    assert psnr(wrong.image, gt) > psnr(ringing.image, gt)
+    assert deblur_semiblind(y, k, refine_kernel=False, device="cpu").log.prior == "hyper_laplacian"
