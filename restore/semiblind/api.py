@@ -17,6 +17,12 @@ import torch
 from torch import nn
 
 from restore.semiblind.configs import with_overrides
+from restore.semiblind.hyper_laplacian import (
+    HyperLaplacianConfig,
+    estimate_noise_level,
+    hyper_laplacian_deconvolution,
+    wraps_around,
+)
 from restore.semiblind.kernel_refinement import KernelRefinement, KernelRefinementConfig, kernel_is_trusted
 from restore.semiblind.kernel_refinement import refine_kernel as refine_kernel_fn  # the name the argument takes
 from restore.semiblind.kernels import as_kernel
@@ -24,7 +30,6 @@ from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import (
     PnPConfig,
     TVConfig,
-    estimate_noise_sigma,
     load_denoiser,
     pnp_deconvolution,
     tv_deconvolution,
@@ -36,18 +41,19 @@ __all__ = ["deblur_semiblind", "check_inputs", "PRIORS", "SemiBlindResult", "Sem
 
 log = logging.getLogger("restore.semiblind")
 
-PRIORS = ("auto", "tv", "denoiser", "dip")
+PRIORS = ("auto", "tv", "denoiser", "dip", "hyper_laplacian")
 
 
 @dataclass(frozen=True)
 class SemiBlindLog:
     """How :func:`deblur_semiblind` made its image."""
 
-    prior: str  # the prior that made the image: "tv", "denoiser" or "dip" ("auto" resolved)
+    prior: str  # the prior that made the image: "tv", "denoiser", "dip" or "hyper_laplacian" ("auto" resolved)
     reason: str  # why that prior ("requested", or prior="auto"'s evidence)
     refinement: KernelRefinement | None  # what the kernel refinement did (None: refine_kernel=False)
     seconds: dict[str, float]  # wall time of "refine" and "restore"
     history: list[dict[str, float]] = field(default_factory=list)  # prior="dip": one record per 25 iterations
+    noise_level: float | None = None  # σ of y (:func:`~restore.semiblind.hyper_laplacian.estimate_noise_level`)
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ def deblur_semiblind(
     tv: TVConfig | Mapping[str, Any] | None = None,
     pnp: PnPConfig | Mapping[str, Any] | None = None,
     dip: DRPConfig | str | Mapping[str, Any] = "fast",
+    hyper_laplacian: HyperLaplacianConfig | Mapping[str, Any] | None = None,
     denoiser: nn.Module | str | Path | None = None,
     device: str | torch.device | None = None,
     gt: Any = None,
@@ -124,12 +131,16 @@ def deblur_semiblind(
        likelihood and rotated by the maximum-likelihood angle, then refined on a support grown by a margin,
        tied to k̂, kept only if the marginal likelihood prefers it
        (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
-    2. the image with the (refined) kernel and the chosen ``prior``: ``"auto"`` (the default: ``"denoiser"``
-       when y gives no sign that the kernel is wrong, :func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`,
+    2. the image with the (refined) kernel and the chosen ``prior``: ``"auto"`` (the default:
+       ``"hyper_laplacian"`` when the refinement kept k̂ and y wraps around its border (a circular blur, for which
+       the FFT model is exact; its weight follows y's noise level, so a noise-free y is barely regularised);
+       else ``"denoiser"`` when y gives no sign that the kernel is wrong
+       (:func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`),
        and its image stays near TV's; else ``"tv"``), ``"tv"`` (HQS with total variation, seconds),
        ``"denoiser"`` (DPIR-style plug-and-play with a blind denoiser, tens of seconds; best with an accurate
        kernel, worse than TV under kernel error) or ``"dip"`` (the deep residual prior of Tang et al. 2023:
-       DIP image net + residual net for what the kernel cannot explain; minutes).
+       DIP image net + residual net for what the kernel cannot explain; minutes) or ``"hyper_laplacian"``
+       (Krishnan & Fergus 2009 by FFT, λ ∝ σ² of y, :mod:`restore.semiblind.hyper_laplacian`; a fraction of a second).
 
     Args:
         image: blurry image — path, PIL image, numpy (H×W or H×W×C, uint8 or float in [0, 1]) or
@@ -137,13 +148,14 @@ def deblur_semiblind(
         kernel: (kh, kw) array/tensor summing to 1, or a path (.png normalised to sum 1, .txt, .npy).
         seed: seeds the networks and their inputs (``prior="dip"``) or the injected noise (``"denoiser"``);
             bitwise-reproducible on CPU.
-        prior: ``"auto"`` (default), ``"tv"``, ``"denoiser"`` or ``"dip"``.
+        prior: ``"auto"`` (default), ``"tv"``, ``"denoiser"``, ``"dip"`` or ``"hyper_laplacian"``.
         refine_kernel: refine k̂ first (default) or use it as it is.
         refine: :class:`~restore.semiblind.kernel_refinement.KernelRefinementConfig`, or a dict of its fields.
         tv: :class:`~restore.semiblind.plug_and_play.TVConfig` (or a dict of its fields) of the TV prior.
         pnp: :class:`~restore.semiblind.plug_and_play.PnPConfig` (or a dict of its fields) of the learned prior.
         dip: ``prior="dip"``: a :class:`~restore.semiblind.solver.DRPConfig`, a preset (``"fast"``: 600
             iterations; ``"paper"``: the paper's networks, 2000 iterations) or a dict of overrides of ``"fast"``.
+        hyper_laplacian: :class:`~restore.semiblind.hyper_laplacian.HyperLaplacianConfig` (or a dict of its fields).
         denoiser: the learned prior's network, or the path of a ``restore`` export or checkpoint to load (under
             the same trust rules); default: the model zoo's blind denoiser for y's channels.
         device: default: the input tensor's device, else CUDA when available, else CPU.
@@ -156,6 +168,7 @@ def deblur_semiblind(
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
     refine_cfg = with_overrides(KernelRefinementConfig(), refine)
     tv_cfg, pnp_cfg = with_overrides(TVConfig(), tv), with_overrides(PnPConfig(), pnp)
+    hl_cfg = with_overrides(HyperLaplacianConfig(), hyper_laplacian)
     dip_cfg = config_from(dip) if isinstance(dip, (str, DRPConfig)) else with_overrides(config_from("fast"), dip)
     y, kind = to_tensor(image)
     k = as_kernel(kernel)
@@ -167,6 +180,8 @@ def deblur_semiblind(
     y = y.to(device)
     k = k.float().to(device)
     net = None
+    noise_level = estimate_noise_level(y)
+    periodic = wraps_around(y)
     if prior in ("auto", "denoiser"):  # loaded now: a bad user file fails before the refinement's seconds
         net = denoiser if isinstance(denoiser, nn.Module) else load_denoiser(y.shape[1], denoiser)[0]
     start = time.perf_counter()
@@ -179,24 +194,40 @@ def deblur_semiblind(
                              f"({y.shape[-2]}×{y.shape[-1]}): pass refine={{'margin': 0}} or a larger image")
     refined = time.perf_counter()
     history: list[dict[str, float]] = []
-    if prior == "dip":
+    kept = refinement.kept if refinement is not None else True
+    if prior == "auto" and kept and periodic:
+        prior, reason = "hyper_laplacian", ("kernel " + ("as given" if refinement is None else "kept by the refinement")
+                                            + f" and y wraps around: FFT hyper-Laplacian, σ = {noise_level:.4f}")
+    else:
+        reason = "requested"
+    if prior == "hyper_laplacian":
+        op = BlurOperator(k, tuple(y.shape[-2:]))
+        restored = hyper_laplacian_deconvolution(y, k, hl_cfg, noise_level)
+        if reason != "requested":  # prior="auto": a kept but wrong kernel makes it ring; TV's image then
+            tv_image = op.crop_latent(tv_deconvolution(y, op, tv_cfg, noise_level))
+            departure = float((restored - tv_image).norm() / (tv_image - y).norm().clamp_min(1e-12))
+            reason += f"; it departs from TV by {departure:.2f} of TV's change to y"
+            if departure > hl_cfg.max_departure:
+                prior, restored = "tv", tv_image
+            log.info("prior='auto': %s (%s)", prior, reason)
+        residual = y - op(op.pad_image(restored, mode="circular" if periodic else "replicate"))
+    elif prior == "dip":
         model = DeepResidualPrior(y, k, dip_cfg, seed=seed)
         history = model.run(gt=g.to(device) if g is not None else None)
-        restored, residual, reason = model.estimate(), model.residual(), "requested"
+        restored, residual = model.estimate(), model.residual()
     else:
         op = BlurOperator(k, tuple(y.shape[-2:]))
-        sigma = estimate_noise_sigma(y.float())
+        sigma = noise_level  # the flattest blocks' estimate: texture does not count as noise (issue #29)
         if prior == "auto":
-            kept = refinement.kept if refinement is not None else True
             state = ("as given" if refinement is None else "kept by the refinement" if kept
                      else "changed or disputed by the refinement")
             trusted = kernel_is_trusted(y, k, kept, refine_cfg)
             prior, x, reason = _auto_prior(y, op, net, trusted, state, refine_cfg, tv_cfg, pnp_cfg, sigma, seed)
         elif prior == "tv":
-            x, reason = tv_deconvolution(y, op, tv_cfg, sigma), "requested"
+            x = tv_deconvolution(y, op, tv_cfg, sigma)
         else:
-            x, reason = pnp_deconvolution(y, op, net, pnp_cfg, sigma, seed), "requested"
+            x = pnp_deconvolution(y, op, net, pnp_cfg, sigma, seed)
         restored, residual = op.crop_latent(x), y - op(x)
     seconds = {"refine": refined - start, "restore": time.perf_counter() - refined}
     return SemiBlindResult(from_tensor(restored, kind), k.detach().float().cpu(), residual,
-                           SemiBlindLog(prior, reason, refinement, seconds, history))
+                           SemiBlindLog(prior, reason, refinement, seconds, history, noise_level))
