@@ -68,7 +68,9 @@ def test_trainer_configs_compose(compose, trainer):
     assert cfg.trainer._target_.endswith("Trainer")
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+# a base-size network (~17 s of fast_dev_run on 2 cores); the tiny UniRepLKNet experiment runs the same path by default
+@pytest.mark.parametrize("experiment", [pytest.param(e, marks=pytest.mark.slow) if e == "denoise/unireplknet_base_cbsd"
+                                        else e for e in EXPERIMENTS])
 def test_every_experiment_runs_fast_dev_run(compose, experiment, tmp_path):
     from train import train
 
