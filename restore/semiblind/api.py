@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,9 @@ def deblur_semiblind(
     net = None
     noise_level = estimate_noise_level(y)
     periodic = wraps_around(y)
+    # the hyper-Laplacian's boundary, resolved once (it also sets the padding of the residual)
+    hl_periodic = hl_cfg.boundary == "periodic" or (hl_cfg.boundary == "auto" and periodic)
+    hl_cfg = replace(hl_cfg, boundary="periodic" if hl_periodic else "taper")
     if prior in ("auto", "denoiser"):  # loaded now: a bad user file fails before the refinement's seconds
         net = denoiser if isinstance(denoiser, nn.Module) else load_denoiser(y.shape[1], denoiser)[0]
     start = time.perf_counter()
@@ -210,7 +213,7 @@ def deblur_semiblind(
             if departure > hl_cfg.max_departure:
                 prior, restored = "tv", tv_image
             log.info("prior='auto': %s (%s)", prior, reason)
-        residual = y - op(op.pad_image(restored, mode="circular" if periodic else "replicate"))
+        residual = y - op(op.pad_image(restored, mode="circular" if hl_periodic else "replicate"))
     elif prior == "dip":
         model = DeepResidualPrior(y, k, dip_cfg, seed=seed)
         history = model.run(gt=g.to(device) if g is not None else None)

@@ -17,7 +17,16 @@ import torch.nn.functional as F
 
 from restore.semiblind.operators import BlurOperator
 
-__all__ = ["wiener_deconvolution", "richardson_lucy", "edge_taper"]
+__all__ = ["wiener_deconvolution", "richardson_lucy", "edge_taper", "centred_otf"]
+
+
+def centred_otf(kernel: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """rfft2 of ``kernel`` (kh, kw) zero-padded to ``hw`` with its centre at the origin: a circular convolution
+    by it keeps the image in place."""
+    kh, kw = kernel.shape
+    kpad = torch.zeros(hw, dtype=kernel.dtype, device=kernel.device)
+    kpad[:kh, :kw] = kernel
+    return torch.fft.rfft2(torch.roll(kpad, (-(kh // 2), -(kw // 2)), dims=(0, 1)))
 
 
 def _ramp(n_inner: int, pad: int, device, dtype) -> torch.Tensor:
@@ -40,10 +49,7 @@ def edge_taper(y: torch.Tensor, kernel: torch.Tensor, pad: int | None = None) ->
     mode = "reflect" if p < min(y.shape[-2:]) else "replicate"
     yp = F.pad(y, (p, p, p, p), mode=mode)
     h, w = yp.shape[-2:]
-    kpad = torch.zeros(h, w, dtype=y.dtype, device=y.device)
-    kpad[:kh, :kw] = kernel.to(y)
-    kpad = torch.roll(kpad, (-(kh // 2), -(kw // 2)), dims=(0, 1))
-    blurred = torch.fft.irfft2(torch.fft.rfft2(yp) * torch.fft.rfft2(kpad), s=(h, w))
+    blurred = torch.fft.irfft2(torch.fft.rfft2(yp) * centred_otf(kernel.to(y), (h, w)), s=(h, w))
     alpha = _ramp(y.shape[-2], p, y.device, y.dtype)[:, None] * _ramp(y.shape[-1], p, y.device, y.dtype)[None, :]
     return alpha * yp + (1 - alpha) * blurred, p
 
@@ -59,10 +65,7 @@ def wiener_deconvolution(y: torch.Tensor, kernel: torch.Tensor, reg: float = 1e-
     kernel = kernel.to(y)
     yt, p = edge_taper(y, kernel)
     h, w = yt.shape[-2:]
-    kh, kw = kernel.shape
-    kpad = torch.zeros(h, w, dtype=y.dtype, device=y.device)
-    kpad[:kh, :kw] = kernel
-    otf = torch.fft.rfft2(torch.roll(kpad, (-(kh // 2), -(kw // 2)), dims=(0, 1)))
+    otf = centred_otf(kernel, (h, w))
     x = torch.fft.irfft2(torch.fft.rfft2(yt) * otf.conj() / (otf.abs() ** 2 + reg), s=(h, w))
     return x[..., p : p + y.shape[-2], p : p + y.shape[-1]].clamp(0, 1)
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from restore.semiblind.baselines import edge_taper
+from restore.semiblind.baselines import centred_otf, edge_taper
+from restore.semiblind.plug_and_play import estimate_noise_sigma, finest_diagonal_band
 
 __all__ = ["HyperLaplacianConfig", "hyper_laplacian_deconvolution", "estimate_noise_level", "wraps_around",
            "QUANTISATION_SIGMA"]
@@ -50,18 +51,20 @@ class HyperLaplacianConfig:
     # circular, noise-free): exact kernels 0.23–0.56, smeared by 0.7 px 0.37–0.75, 15 % too long 0.41–1.24
     max_departure: float = 0.6
 
+    def __post_init__(self):
+        if self.boundary not in ("auto", "periodic", "taper"):
+            raise ValueError(f"boundary must be 'auto', 'periodic' or 'taper', got {self.boundary!r}")
+
 
 def estimate_noise_level(y: torch.Tensor, block: int = 16, quantile: float = 0.1,
                          floor: float = QUANTISATION_SIGMA) -> float:
     """AWGN σ of y (…, H, W) in [0, 1]: the ``quantile`` of the finest diagonal Haar band's RMS over
     ``block``×``block`` blocks of the band (the flattest ones: texture inflates the rest), at least ``floor``."""
     gray = y.float().reshape(-1, *y.shape[-2:]).mean(0)
-    h, w = (gray.shape[-2] // 2) * 2, (gray.shape[-1] // 2) * 2
-    v = gray[:h, :w]
-    hh = (v[0::2, 0::2] - v[0::2, 1::2] - v[1::2, 0::2] + v[1::2, 1::2]) / 2
+    hh = finest_diagonal_band(gray)
     bh, bw = hh.shape[0] // block, hh.shape[1] // block
     if bh * bw < 4:  # too small for blocks: the band's median (Donoho & Johnstone)
-        return max(float(hh.abs().median()) / 0.6745, floor)
+        return max(estimate_noise_sigma(gray), floor)
     blocks = hh[: bh * block, : bw * block].reshape(bh, block, bw, block).permute(0, 2, 1, 3).reshape(bh * bw, -1)
     return max(float(torch.quantile(blocks.pow(2).mean(1).sqrt(), quantile)), floor)
 
@@ -81,14 +84,6 @@ def wraps_around(y: torch.Tensor, ratio: float = 4.0) -> bool:
     return True
 
 
-def _otf(kernel: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """rfft2 of the kernel placed with its centre at the origin (circular convolution keeps x in place)."""
-    kh, kw = kernel.shape
-    pad = torch.zeros(hw, dtype=kernel.dtype, device=kernel.device)
-    pad[:kh, :kw] = kernel
-    return torch.fft.rfft2(torch.roll(pad, (-(kh // 2), -(kw // 2)), dims=(0, 1)))
-
-
 def _forward_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.roll(x, -1, -1) - x, torch.roll(x, -1, -2) - x
 
@@ -105,15 +100,13 @@ def hyper_laplacian_deconvolution(y: torch.Tensor, kernel: torch.Tensor,
     """Deconvolve y (B, C, H, W) in [0, 1] by ``kernel`` (kh, kw) under a hyper-Laplacian gradient prior whose
     weight follows the noise level ``sigma`` (default: :func:`estimate_noise_level`); returns (B, C, H, W) in
     [0, 1], aligned with y (the kernel's centre is the origin)."""
-    if config.boundary not in ("auto", "periodic", "taper"):
-        raise ValueError(f"boundary must be 'auto', 'periodic' or 'taper', got {config.boundary!r}")
     y = y.float()
     kernel = kernel.to(y)
     sigma = estimate_noise_level(y) if sigma is None else sigma
     periodic = config.boundary == "periodic" or (config.boundary == "auto" and wraps_around(y))
     yt, p = (y, 0) if periodic else edge_taper(y, kernel)
     hw = tuple(yt.shape[-2:])
-    k_f = _otf(kernel, hw)
+    k_f = centred_otf(kernel, hw)
     dx = torch.zeros(hw, dtype=y.dtype, device=y.device)
     dy = torch.zeros(hw, dtype=y.dtype, device=y.device)
     dx[0, 0], dx[0, -1], dy[0, 0], dy[-1, 0] = -1, 1, -1, 1  # (d ⊛ x)[n] = x[n+1] − x[n], as _forward_differences

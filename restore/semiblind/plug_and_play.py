@@ -48,10 +48,15 @@ def estimate_noise_sigma(y: torch.Tensor) -> float:
 
     Hand-written (a few lines; no torch wavelet library is a dependency). y (1, C, H, W) in [0, 1].
     """
+    return float(finest_diagonal_band(y).abs().median()) / 0.6745
+
+
+def finest_diagonal_band(y: torch.Tensor) -> torch.Tensor:
+    """The finest diagonal (HH) band of y's orthonormal Haar transform, (…, H//2, W//2): white noise of σ stays
+    σ there, while a smooth image leaves little."""
     h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
     v = y[..., :h, :w]
-    hh = (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
-    return float(hh.abs().median()) / 0.6745
+    return (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
 
 
 def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, x0: torch.Tensor,
