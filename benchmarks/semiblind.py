@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restore.semiblind.baselines import centred_otf
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -48,26 +50,19 @@ TUNING_IMAGE = "train/BSD400/test_026.png"
 BORDER = 8
 
 
-def _otf(k: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    kh, kw = k.shape
-    pad = torch.zeros(hw)
-    pad[:kh, :kw] = k
-    return torch.fft.rfft2(torch.roll(pad, (-(kh // 2), -(kw // 2)), dims=(0, 1)))
-
-
 def circular_blur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    return torch.fft.irfft2(torch.fft.rfft2(x) * _otf(k, tuple(x.shape[-2:])), s=tuple(x.shape[-2:]))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * centred_otf(k, tuple(x.shape[-2:])), s=tuple(x.shape[-2:]))
 
 
 def circular_wiener(y: torch.Tensor, k: torch.Tensor, reg: float) -> torch.Tensor:
     """Wiener with no edge-taper: the exact model of a circular blur."""
-    kf = _otf(k, tuple(y.shape[-2:]))
+    kf = centred_otf(k, tuple(y.shape[-2:]))
     return torch.fft.irfft2(torch.fft.rfft2(y) * kf.conj() / (kf.abs() ** 2 + reg), s=tuple(y.shape[-2:])).clamp(0, 1)
 
 
 def circular_rl(y: torch.Tensor, k: torch.Tensor, iterations: int) -> torch.Tensor:
     """Richardson–Lucy with circular convolutions (the exact model of a circular blur)."""
-    kf = _otf(k, tuple(y.shape[-2:]))
+    kf = centred_otf(k, tuple(y.shape[-2:]))
     hw = tuple(y.shape[-2:])
     yc, x = y.clamp_min(1e-6), y.clamp_min(1e-6)
     for _ in range(iterations):
