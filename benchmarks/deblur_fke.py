@@ -7,11 +7,11 @@ Run by hand (each part prints its numbers side by side; ratios are measured, not
     # 2. FKE overhead: step time and MACs with the estimator vs without it (estimator=null) and vs the
     #    spatial ablation (estimator=spatial, equal parameters)
     python benchmarks/deblur_fke.py overhead [--net deeprft_tiny] [--size 256] [--batch 2] [--steps 5]
-    # 3. FKE vs no-FKE at equal steps and parameters: --seeds runs of experiment deblur/fke_quick and of
-    #    deblur/nofke_quick (train.py subprocesses), tested on CBSD68 blurred with the 4 motion kernels
-    #    kernels12_k09..k12 (../shared/data/kernels) and on GoPro_avgframes (tiled 512/128)
-    python benchmarks/deblur_fke.py quality [--steps 600] [--seeds 0 1 2] [--cbsd-images 68] [--gopro-images 18]
-        [--lanes 2] [train.py overrides, e.g. data.batch_size=4 data.train.patch_size=80]
+    # 3. FKE vs no-FKE at equal steps and parameters: --seeds runs of experiment deblur/fke_camera_shake and of
+    #    deblur/nofke_camera_shake (--pair quick: deblur/{fke,nofke}_quick; train.py subprocesses), tested on
+    #    CBSD68 blurred with the 4 motion kernels kernels12_k09..k12 (../shared/data/kernels) and on GoPro_avgframes
+    python benchmarks/deblur_fke.py quality [--pair camera_shake] [--steps 450] [--seeds 0 1 2] [--cbsd-images 68]
+        [--gopro-images 18] [--lanes 2] [train.py overrides, e.g. data.batch_size=4]
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the peak resident set size of a fresh process
 (``resource.getrusage``; glibc told to serve blocks ≥ 64 KiB by mmap, ``MALLOC_MMAP_THRESHOLD_=65536``, so
@@ -234,13 +234,16 @@ def _run_test(ckpt: Path, cbsd_images: int, gopro_images: int) -> dict:
     return json.loads(cache.read_text())
 
 
-EXPERIMENTS = ("deblur/fke_quick", "deblur/nofke_quick")
+#: FKE and its no-FKE ablation (equal parameters, data, steps and schedule), by --pair
+PAIRS = {"quick": ("deblur/fke_quick", "deblur/nofke_quick"),
+         "camera_shake": ("deblur/fke_camera_shake", "deblur/nofke_camera_shake")}
 
 
 def quality(args: argparse.Namespace, extra: list[str]) -> None:
     """FKE vs no-FKE: ``--seeds`` runs of each experiment (equal parameters, steps and data), each tested on
     CBSD68 × k09–k12 (centred) and GoPro_avgframes; the difference of the means against the seeds' spread."""
-    jobs = [(exp, seed) for seed in args.seeds for exp in EXPERIMENTS]
+    experiments = PAIRS[args.pair]
+    jobs = [(exp, seed) for seed in args.seeds for exp in experiments]
 
     def job(item):
         exp, seed = item
@@ -267,7 +270,7 @@ def quality(args: argparse.Namespace, extra: list[str]) -> None:
     print("mean over seeds [min–max], PSNR:")
     for name in names + ["mean"]:
         line = []
-        for exp in EXPERIMENTS:
+        for exp in experiments:
             vals = [means[(e, s)] if name == "mean" else r[name]["psnr"] for e, s, _, r in rows if e == exp]
             line.append((statistics.mean(vals), min(vals), max(vals)))
         (fm, flo, fhi), (nm, nlo, nhi) = line
@@ -488,6 +491,8 @@ def main() -> None:
     parser.add_argument("--cbsd-images", type=int, default=68)
     parser.add_argument("--gopro-images", type=int, default=18)
     parser.add_argument("--lanes", type=int, default=1)
+    parser.add_argument("--pair", choices=sorted(PAIRS), default="camera_shake",
+                        help="quality: deblur/{fke,nofke}_camera_shake (the zoo recipe's) or deblur/{fke,nofke}_quick")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "deblur_fke")
     parser.add_argument("--variants", nargs="*", default=[], help="dev-eval: whole | window=<n> (cumulative)")
     parser.add_argument("--images", type=int, default=1, help="kernel-figure: CBSD68 images per kernel")

@@ -135,7 +135,7 @@ def test_registry_entries_point_at_files():
 def test_undertrained_models_warn_when_loaded(caplog):
     with caplog.at_level("WARNING", logger="restore.checkpoint"):
         restore.load_model("deblur_fke")
-    assert "deblur_fke.safetensors: barely deblurs" in caplog.text
+    assert "deblur_fke.safetensors: deblurs little" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="restore.checkpoint"):
         restore.load_model("denoise_color")

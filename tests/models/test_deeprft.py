@@ -476,8 +476,9 @@ def test_estimator_input_options_read_the_blurry_and_latent_sharp_images():
 
 
 def test_a_config_stored_before_the_estimator_options_builds_the_network_it_was_trained_as():
-    """A stored config without estimator_pad / estimator_window (weights trained before they existed, e.g. the
-    shipped deblur_fke) gets no padding and one window, as then; the net configs ask for the official 32 / 512."""
+    """A stored config without estimator_pad / estimator_window (weights trained before they existed) gets no
+    padding and one window, as then; the net configs ask for the official 32 / 512, and the shipped deblur_fke runs
+    its estimator as its recipe trained it (32 px padding, the 128² training patch as window and tile)."""
     from restore.models.factory import compose_net_config
 
     config = compose_net_config("deeprft_tiny")
@@ -487,4 +488,5 @@ def test_a_config_stored_before_the_estimator_options_builds_the_network_it_was_
     net = instantiate(old)
     assert all(est.pad == 0 and est.window is None for est in net.estimators)
     shipped = restore.load_model("deblur_fke")
-    assert all(est.pad == 0 and est.window is None for est in shipped.estimators)
+    assert [(est.pad, est.window) for est in shipped.estimators] == [(16, 64), (32, 128)]
+    assert shipped.tile == 128
