@@ -183,7 +183,7 @@ def deblur_semiblind(
     noise_level = estimate_noise_level(y)
     periodic = wraps_around(y)
     # the hyper-Laplacian's boundary, resolved once (it also sets the padding of the residual)
-    hl_periodic = hl_cfg.boundary == "periodic" or (hl_cfg.boundary == "auto" and periodic)
+    hl_periodic = hl_cfg.is_periodic(y, wraps=periodic)
     hl_cfg = replace(hl_cfg, boundary="periodic" if hl_periodic else "taper")
     if prior in ("auto", "denoiser"):  # loaded now: a bad user file fails before the refinement's seconds
         net = denoiser if isinstance(denoiser, nn.Module) else load_denoiser(y.shape[1], denoiser)[0]

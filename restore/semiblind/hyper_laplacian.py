@@ -55,6 +55,13 @@ class HyperLaplacianConfig:
         if self.boundary not in ("auto", "periodic", "taper"):
             raise ValueError(f"boundary must be 'auto', 'periodic' or 'taper', got {self.boundary!r}")
 
+    def is_periodic(self, y: torch.Tensor, wraps: bool | None = None) -> bool:
+        """Whether the deconvolution treats y as periodic (no edge taper): ``"auto"`` follows :func:`wraps_around`
+        of y, or ``wraps`` where the caller has already tested it."""
+        if self.boundary != "auto":
+            return self.boundary == "periodic"
+        return wraps_around(y) if wraps is None else wraps
+
 
 def estimate_noise_level(y: torch.Tensor, block: int = 16, quantile: float = 0.1,
                          floor: float = QUANTISATION_SIGMA) -> float:
@@ -103,8 +110,7 @@ def hyper_laplacian_deconvolution(y: torch.Tensor, kernel: torch.Tensor,
     y = y.float()
     kernel = kernel.to(y)
     sigma = estimate_noise_level(y) if sigma is None else sigma
-    periodic = config.boundary == "periodic" or (config.boundary == "auto" and wraps_around(y))
-    yt, p = (y, 0) if periodic else edge_taper(y, kernel)
+    yt, p = (y, 0) if config.is_periodic(y) else edge_taper(y, kernel)
     hw = tuple(yt.shape[-2:])
     k_f = centred_otf(kernel, hw)
     dx = torch.zeros(hw, dtype=y.dtype, device=y.device)
