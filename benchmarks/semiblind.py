@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from restore.semiblind.baselines import centred_otf
+from restore.semiblind.kernels import kernel_centroid
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -74,8 +75,7 @@ def circular_rl(y: torch.Tensor, k: torch.Tensor, iterations: int) -> torch.Tens
 def place_like(k_hat: np.ndarray, k: np.ndarray) -> torch.Tensor:
     """k̂ on an odd square, shifted (integer) so that its centroid's offset from the centre is k's."""
     def offset(a: np.ndarray) -> np.ndarray:
-        yy, xx = np.indices(a.shape)
-        return np.array([(yy * a).sum(), (xx * a).sum()]) / a.sum() - (np.array(a.shape) - 1) / 2
+        return np.array(kernel_centroid(a)) - (np.array(a.shape) - 1) / 2
 
     dy, dx = np.round(offset(k) - offset(k_hat)).astype(int)
     pad = int(max(abs(dy), abs(dx)))

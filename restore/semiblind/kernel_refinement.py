@@ -45,7 +45,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from restore.semiblind.kernels import rms_radius  # re-exported: kernel_is_trusted's length test
+# rms_radius re-exported: kernel_is_trusted's length test
+from restore.semiblind.kernels import kernel_centroid, rms_radius
 from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import TVConfig, estimate_noise_sigma, tv_deconvolution
 
@@ -172,13 +173,6 @@ def _odd(n: float) -> int:
     return max(3, int(round(n)) | 1)
 
 
-def _centroid(k: torch.Tensor) -> tuple[float, float]:
-    yy, xx = torch.meshgrid(torch.arange(k.shape[0], dtype=k.dtype), torch.arange(k.shape[1], dtype=k.dtype),
-                            indexing="ij")
-    s = k.sum()
-    return float((yy * k).sum() / s), float((xx * k).sum() / s)
-
-
 def _sharpened(k: torch.Tensor, power: float) -> torch.Tensor:
     """k^power renormalised: the same path, thinner (a Gaussian cross-section narrows by √power)."""
     k = k.clamp_min(0) ** power
@@ -187,7 +181,7 @@ def _sharpened(k: torch.Tensor, power: float) -> torch.Tensor:
 
 def _recentre(k: torch.Tensor, target: tuple[float, float]) -> torch.Tensor:
     """Integer-shift k (zero fill) so its centroid is within half a pixel of ``target``."""
-    cy, cx = _centroid(k)
+    cy, cx = kernel_centroid(k)
     dy, dx = int(round(target[0] - cy)), int(round(target[1] - cx))
     if dy == 0 and dx == 0:
         return k
@@ -440,7 +434,7 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
     k_hat = k_hat.to(y.device, torch.float32)
     k_hat = k_hat / k_hat.sum()
     # the output keeps k̂'s translation: its centroid sits as far from the centre as k̂'s does
-    cy, cx = _centroid(k_hat)
+    cy, cx = kernel_centroid(k_hat)
     offset = (cy - (k_hat.shape[0] - 1) / 2, cx - (k_hat.shape[1] - 1) / 2)
     searched = _search_scale_and_rotation(y, k_hat, cfg, sigma)
     k_searched = searched.kernel.to(y.device)
@@ -502,7 +496,7 @@ def _refine_free_form(y: torch.Tensor, k_init: torch.Tensor, k_anchor: torch.Ten
             opt.step()
         with torch.no_grad():
             k_cur = torch.softmax(theta.flatten(), 0).view_as(theta)
-    return _recentre(k_cur.detach(), _centroid(k_anchor))
+    return _recentre(k_cur.detach(), kernel_centroid(k_anchor))
 
 
 def kernel_is_trusted(y: torch.Tensor, kernel: torch.Tensor, kept: bool = True,

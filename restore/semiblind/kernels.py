@@ -28,6 +28,7 @@ from restore.data.kernels import gaussian_kernel, load_kernel  # the one copy of
 
 __all__ = [
     "as_kernel",
+    "kernel_centroid",
     "line_motion_kernel",
     "disk_kernel",
     "kernel_length",
@@ -86,7 +87,9 @@ def disk_kernel(radius: float, size: int | None = None) -> np.ndarray:
     return k / k.sum()
 
 
-def _centroid(k: np.ndarray) -> tuple[float, float]:
+def kernel_centroid(k: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """The kernel's centre of mass (row, column) in pixels of its array, computed in float64."""
+    k = np.asarray(k.detach().cpu() if isinstance(k, torch.Tensor) else k, dtype=np.float64)
     yy, xx = np.indices(k.shape)
     return float((yy * k).sum() / k.sum()), float((xx * k).sum() / k.sum())
 
@@ -109,7 +112,7 @@ def _canvas(k: np.ndarray, factor: float) -> tuple[np.ndarray, tuple[float, floa
     h, w = k.shape
     side = int(math.ceil(max(h, w) * max(1.0, factor) * 1.5)) | 1
     canvas = np.zeros((side, side))
-    cy, cx = _centroid(k)
+    cy, cx = kernel_centroid(k)
     oy, ox = side // 2 - int(round(cy)), side // 2 - int(round(cx))
     canvas[oy : oy + h, ox : ox + w] = k
     return canvas, (ox + cx, oy + cy)
@@ -132,7 +135,7 @@ def _warp(k: np.ndarray, angle: float, factor: float) -> np.ndarray:
 def _crop_to_support(k: np.ndarray, min_size: int) -> np.ndarray:
     """Crop to an odd square around the centroid holding all mass > 1e-4·max (at least ``min_size``)."""
     ys, xs = np.nonzero(k > 1e-4 * k.max())
-    cy, cx = int(round(_centroid(k)[0])), int(round(_centroid(k)[1]))
+    cy, cx = int(round(kernel_centroid(k)[0])), int(round(kernel_centroid(k)[1]))
     half = max(int(max(abs(ys - cy).max(), abs(xs - cx).max())), min_size // 2)
     k = np.pad(k, half)
     cy, cx = cy + half, cx + half
@@ -197,7 +200,7 @@ def perturb_kernel(
 def _coordinate_covariance(k: np.ndarray) -> np.ndarray:
     """Mass-weighted 2×2 covariance of the taps' (x, y) coordinates about the centroid."""
     yy, xx = np.indices(k.shape)
-    cy, cx = _centroid(k)
+    cy, cx = kernel_centroid(k)
     dy, dx = (yy - cy).ravel(), (xx - cx).ravel()
     w = k.ravel() / k.sum()
     return np.array([[np.sum(w * dx * dx), np.sum(w * dx * dy)], [np.sum(w * dx * dy), np.sum(w * dy * dy)]])

@@ -25,9 +25,10 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _centroid(kernel: torch.Tensor) -> tuple[float, float]:
-    ys, xs = torch.meshgrid(torch.arange(kernel.shape[0]), torch.arange(kernel.shape[1]), indexing="ij")
-    return float((kernel * xs).sum()), float((kernel * ys).sum())
+def _centroid(img: torch.Tensor) -> tuple[float, float]:
+    """Centre of mass (row, column) over the last two dims."""
+    ys, xs = torch.meshgrid(torch.arange(float(img.shape[-2])), torch.arange(float(img.shape[-1])), indexing="ij")
+    return float((img * ys).sum() / img.sum()), float((img * xs).sum() / img.sum())
 
 
 @pytest.mark.parametrize("size", [9, 21])
@@ -36,7 +37,7 @@ def test_motion_kernel_is_normalised_centred_and_spread(size):
         k = random_motion_kernel(size, _gen(seed))
         assert k.shape == (size, size) and k.dtype == torch.float32
         assert (k >= 0).all() and float(k.sum()) == pytest.approx(1.0, abs=1e-5)
-        cx, cy = _centroid(k)
+        cy, cx = _centroid(k)
         # centred on its centre of mass: blurring does not shift the image against gt
         assert cx == pytest.approx((size - 1) / 2, abs=0.5) and cy == pytest.approx((size - 1) / 2, abs=0.5)
         assert int((k > 1e-3).sum()) > 4, "a motion kernel spreads over several pixels"
@@ -89,11 +90,6 @@ def test_load_kernel_normalises_and_names_bad_files(tmp_path):
 def test_load_shared_kernels():
     assert load_kernel(SHARED_KERNELS / "kernels12_k10.txt").shape == (25, 25)
     assert float(load_kernel(SHARED_KERNELS / "k_large_1.png").sum()) == pytest.approx(1.0, abs=1e-5)
-
-
-def _centroid(img: torch.Tensor) -> tuple[float, float]:
-    ys, xs = torch.meshgrid(torch.arange(float(img.shape[-2])), torch.arange(float(img.shape[-1])), indexing="ij")
-    return float((img * ys).sum() / img.sum()), float((img * xs).sum() / img.sum())
 
 
 @pytest.mark.parametrize("offset", [(0.0, 0.0), (1.6, -2.3), (-3.0, 0.5)])
