@@ -19,9 +19,10 @@ the real Rain100L / Rain100H / SOTS inputs and of the older synthesis (``RainStr
 ``dev-split``: CBSD432 without those scenes (365 images); every 9th file (sorted; 41 images) becomes the dev set,
 the other 324 the dev training set, as symbolic links (nothing is copied). ``dev`` trains
 ``experiment=allinone/baryir_cbsd432`` on the 324 images, one run per recipe variant (``VARIANTS``: which rain
-presets and their weight, the potentials' activation), and evaluates each with ``eval.py data=allinone/dev`` (the
-41 held-out images under every training degradation): the recipe's settings are chosen there, never on the test
-sets.
+presets, their ranges and weight, the haze's strength, the potentials' activation), and evaluates each with
+``eval.py data=allinone/dev`` (the 41 held-out images under every training degradation, rain of a rendering no
+variant trains on, and no degradation at all; the average leaves that last row out): the recipe's settings are
+chosen there, never on the test sets.
 
 ``steptime``: one training step of each (plain: forward + L1 + backward + AdamW; BaryIR: forward with latents,
 generator loss, backward, AdamW, then the potential loss, backward, RMSprop: the two steps of
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -59,12 +61,22 @@ DEV_ROOT = ROOT / "outputs" / "allinone_dev"
 #: degradation
 TYPES = {"AddGaussianNoise": "denoise", "LayeredRainStreaks": "derain", "DepthHaze": "dehaze", "LowLight": "lowlight"}
 ORDER = ["denoise", "derain", "dehaze", "lowlight"]
+#: the light preset's ranges widened (overrides of the light rain set, data.train.1)
+LIGHT_WIDE = [f"++data.train.1.degradations.0.{key}={value}" for key, value in
+              {"density": "[0.001,0.008]", "length": "[10,60]", "width": "[0.2,1.0]", "opacity": "[0.2,0.9]"}.items()]
 #: recipe variants compared on the dev split: (rain presets trained on, repeat factor of the rain sets, overrides)
 VARIANTS = {
     "light_heavy": (("light", "heavy"), 1, []),
     "light": (("light",), 1, []),
     "leaky_potentials": (("light", "heavy"), 1, ["model.potentials.first_activation=true"]),
     "rain_x2": (("light", "heavy"), 2, []),
+    # light rain drawn from wider ranges (fainter, denser, longer, wider drops): a model that has seen more kinds of
+    # light rain should carry further to rain it was not trained on (dev row rain_other)
+    "light_wide": (("light", "heavy"), 1, LIGHT_WIDE),
+    "light_wide_x2": (("light", "heavy"), 2, LIGHT_WIDE),
+    # haze from nearly none (β from 0.1, RESIDE's indoor range starts at 0.6): a dehazer that has seen faint haze
+    # should not dehaze what is not hazy (dev row clean)
+    "rain_x2_faint_haze": (("light", "heavy"), 2, ["++data.train.3.degradations.0.beta=[0.1,1.8]"]),
 }
 
 
@@ -302,13 +314,20 @@ def dev_report(args: argparse.Namespace) -> None:
     if not tables:
         print("no dev evaluations yet")
         return
-    tasks = [t for t in next(iter(tables.values())) if t != "all"]
+    first = next(iter(tables.values()))
+    tasks = [t for t in first if t not in ("all", "average")]
+    # the clean row's input is the target itself (infinite PSNR): it is left out of the average
+    degraded = [t for t in tasks if math.isfinite(first[t]["psnr"]["input"])]
     print(f"\ndev split (41 held-out CBSD432 images, 256² crops), PSNR dB (RGB [0,1]); {args.steps} steps, "
           f"seed {args.seed}")
     print(f"{'task':<12} {'input':>7} " + " ".join(f"{n:>17}" for n in tables))
     for task in tasks:
-        first = next(iter(tables.values()))[task]["psnr"]["input"]
-        print(f"{task:<12} {first:7.2f} " + " ".join(f"{t[task]['psnr']['output']:17.2f}" for t in tables.values()))
+        cells = [f"{t[task]['psnr']['output']:17.2f}" if task in t else f"{'—':>17}" for t in tables.values()]
+        print(f"{task:<12} {first[task]['psnr']['input']:7.2f} " + " ".join(cells))
+    mean = statistics.mean
+    print(f"{'average':<12} {mean(first[t]['psnr']['input'] for t in degraded):7.2f} "
+          + " ".join(f"{mean(t[k]['psnr']['output'] for k in degraded):17.2f}" for t in tables.values())
+          + "   (rows with a degraded input)")
 
 
 # -- heads vs plain ----------------------------------------------------------------------------

@@ -85,8 +85,9 @@ ZOO = {
         "experiment": "zoo/allinone_baryir",
         "training_data": "../shared/data/train/CBSD432 without its 67 Rain100L/H clean scenes (365 images), with "
                          "synthetic AWGN σ ∈ {15, 25, 50} (clipped), Rain100-style rain (LayeredRainStreaks, light "
-                         "and heavy), haze from a depth proxy (DepthHaze) and low light (gamma, gain, shot/read "
-                         "noise), 96² patches (data=allinone/cbsd432_rain100style); no real training pairs",
+                         "and heavy; as many samples as noise), haze from a depth proxy (DepthHaze) and low light "
+                         "(gamma, gain, shot/read noise), 96² patches (data=allinone/cbsd432_rain100style); no real "
+                         "training pairs",
         "evals": {"all-in-one 4-task table": ("allinone/test4", [])},
         "test_sized": ("allinone/test4", [], 2),
         "papers": "BaryIR 3-task (trained on real BSD400+WED / Rain100L / RESIDE-OTS pairs): SOTS 31.95, "
@@ -99,12 +100,14 @@ ZOO = {
         "evals": {"all-in-one 4-task table": ("allinone/test4", [])},
         "test_sized": ("allinone/test4", [], 2),
         "note": "IMP of the shipped allinone_baryir (pretrained=allinone_baryir: its trained weights are θ₀) on one "
-                "core of the dev CPU (23 min 17 s wall): a short dense round 0 (100 steps), then 5 rounds at rate "
+                "core of the dev CPU (23 min 45 s wall): a short dense round 0 (100 steps), then 5 rounds at rate "
                 "0.37 of 300 steps each (batch 8 × 96², lr 5e-4, cosine; the recipe's 400 cut to fit the time), "
-                "rewind=none (the survivors are fine-tuned). 1.99 dB below allinone_baryir on the 7-set average "
-                "(21.77 vs 23.76; −0.42 Rain100L, −0.48 LOL, −0.82 SOTS, −2.32 to −4.48 on noise σ 15–50): short "
-                "of the ≤ 0.5 dB target. The earlier twin (IMP of the earlier model, 530-step rounds of 16 × 128² "
-                "on an H100: about 5× the pixels per round) was 0.72 dB below its dense model.",
+                "rewind=none (the survivors are fine-tuned). 3.67 dB below allinone_baryir on the 7-set average "
+                "(20.83 vs 24.50; −1.99 SOTS, −2.36 Rain100L, −2.67 LOL, −3.93 to −6.27 on noise σ 15–50): far "
+                "short of the ≤ 0.5 dB target; 300-step rounds are too short to recover each cut. The twin of the "
+                "previous 3000-step model was 1.99 dB below its own; the earlier H100 twin (about 5× the pixels per "
+                "round) 0.72 dB.",
+        "warning": "makes Rain100L worse (24.04 dB against its input's 25.52) and is 3.67 dB below allinone_baryir",
         "papers": "MIR-L (PromptIR, 3-task, 10 % of the weights) stays within ~0.3 dB of its dense model; its "
                   "dense model is trained for 150 epochs per round on real pairs",
     },
