@@ -135,7 +135,7 @@ def _warp(k: np.ndarray, angle: float, factor: float) -> np.ndarray:
 def _crop_to_support(k: np.ndarray, min_size: int) -> np.ndarray:
     """Crop to an odd square around the centroid holding all mass > 1e-4·max (at least ``min_size``)."""
     ys, xs = np.nonzero(k > 1e-4 * k.max())
-    cy, cx = int(round(kernel_centroid(k)[0])), int(round(kernel_centroid(k)[1]))
+    cy, cx = (int(round(c)) for c in kernel_centroid(k))
     half = max(int(max(abs(ys - cy).max(), abs(xs - cx).max())), min_size // 2)
     k = np.pad(k, half)
     cy, cx = cy + half, cx + half
