@@ -25,6 +25,8 @@ from restore.semiblind.hyper_laplacian import (
     HyperLaplacianConfig,
     estimate_noise_level,
     hyper_laplacian_deconvolution,
+    periodic_component,
+    weight_sensitivity,
     wraps_around,
 )
 from restore.semiblind.kernel_refinement import (
@@ -35,7 +37,14 @@ from restore.semiblind.kernel_refinement import (
     search_rotation,
     search_scale,
 )
-from restore.semiblind.kernels import as_kernel, disk_kernel, kernel_length, line_motion_kernel, perturb_kernel
+from restore.semiblind.kernels import (
+    as_kernel,
+    disk_kernel,
+    kernel_length,
+    line_motion_kernel,
+    perturb_kernel,
+    rotate_kernel,
+)
 from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import (
     PnPConfig,
@@ -51,10 +60,11 @@ __all__ = [
     "deblur_semiblind", "SemiBlindResult", "SemiBlindLog", "check_inputs", "PRIORS",
     "refine_kernel", "search_scale", "search_rotation", "KernelRefinementConfig", "KernelRefinement",
     "kernel_is_trusted",
-    "hyper_laplacian_deconvolution", "HyperLaplacianConfig", "estimate_noise_level", "wraps_around",
+    "hyper_laplacian_deconvolution", "HyperLaplacianConfig", "estimate_noise_level", "periodic_component",
+    "weight_sensitivity", "wraps_around",
     "tv_deconvolution", "pnp_deconvolution", "TVConfig", "PnPConfig", "estimate_noise_sigma", "load_denoiser",
     "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
     "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
-    "load_kernel", "as_kernel", "perturb_kernel", "line_motion_kernel", "gaussian_kernel", "disk_kernel",
-    "kernel_length",
+    "load_kernel", "as_kernel", "perturb_kernel", "rotate_kernel", "line_motion_kernel", "gaussian_kernel",
+    "disk_kernel", "kernel_length",
 ]
