@@ -5,10 +5,9 @@
    tied to k̂ (softmax kernel, as SelfDeblur), kept only if the marginal likelihood prefers it;
 2. the image with the refined kernel and a prior: TV or the model zoo's blind denoiser (driven at each
    level by injected noise) in half-quadratic splitting (:mod:`.plug_and_play`, DPIR-style) — by default
-   ``"auto"``: the hyper-Laplacian prior by FFT (:mod:`.hyper_laplacian`, weight set by y's noise level) when the
-   refinement kept k̂ and y wraps around its border, else the learned prior when y gives no sign that the kernel is
-   wrong
-   (:func:`.kernel_refinement.kernel_is_trusted`), else TV — or the deep residual prior
+   ``"auto"``: the hyper-Laplacian prior by FFT (:mod:`.hyper_laplacian`, weight set by y's noise level, raised
+   where its solution follows λ) when y wraps around its border, else the learned prior when y gives no sign that
+   the kernel is wrong (:func:`.kernel_refinement.kernel_is_trusted`), else TV — or the deep residual prior
    (:mod:`.solver`; Tang et al., CVPR 2023, official code github.com/xl-tang3/UAUDeblur):
    y = k ⊗ x + r + s + n, x from an untrained DIP generator, r from an untrained residual
    generator for what the kernel cannot explain, s sparse outliers.
