@@ -436,17 +436,18 @@ class CleanImageDataset(RestorationDataset):
         recursive: also take images in sub-folders (names become ``<subdir>_<stem>``).
         exclude: names of images to leave out (e.g. the scenes of a test set that the folder also holds); each
             must be in the folder, so a misspelt name is an error rather than a test scene trained on.
+        made_by: the command that makes the folder (a generated split), named by the missing-folder error.
         **options: the other sampling arguments of :class:`RestorationDataset`.
     """
 
     LAYOUT = "<root>/*.png (or .jpg, .bmp …) clean images, e.g. BSD400 / WED / DIV2K_train_HR"
 
     def __init__(self, root: str | Path, degradations: Sequence[Degradation], recursive: bool = False,
-                 exclude: Collection[str] = (), **options: Any) -> None:
+                 exclude: Collection[str] = (), made_by: str | None = None, **options: Any) -> None:
         root = Path(root)
         if not root.is_dir():
-            raise FileNotFoundError(f"clean-image folder {root} not found; expected {self.LAYOUT} "
-                                    "(see docs/data.md)")
+            how = f"; make it with `{made_by}`" if made_by else " (see docs/data.md)"
+            raise FileNotFoundError(f"clean-image folder {root} not found; expected {self.LAYOUT}{how}")
         if not degradations:
             raise ValueError(f"CleanImageDataset({root}) needs at least one degradation to make lq images from")
         self.root = root

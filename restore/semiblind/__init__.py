@@ -5,10 +5,9 @@
    tied to k̂ (softmax kernel, as SelfDeblur), kept only if the marginal likelihood prefers it;
 2. the image with the refined kernel and a prior: TV or the model zoo's blind denoiser (driven at each
    level by injected noise) in half-quadratic splitting (:mod:`.plug_and_play`, DPIR-style) — by default
-   ``"auto"``: the hyper-Laplacian prior by FFT (:mod:`.hyper_laplacian`, weight set by y's noise level) when the
-   refinement kept k̂ and y wraps around its border, else the learned prior when y gives no sign that the kernel is
-   wrong
-   (:func:`.kernel_refinement.kernel_is_trusted`), else TV — or the deep residual prior
+   ``"auto"``: the hyper-Laplacian prior by FFT (:mod:`.hyper_laplacian`, weight set by y's noise level, raised
+   where its solution follows λ) when y wraps around its border, else the learned prior when y gives no sign that
+   the kernel is wrong (:func:`.kernel_refinement.kernel_is_trusted`), else TV — or the deep residual prior
    (:mod:`.solver`; Tang et al., CVPR 2023, official code github.com/xl-tang3/UAUDeblur):
    y = k ⊗ x + r + s + n, x from an untrained DIP generator, r from an untrained residual
    generator for what the kernel cannot explain, s sparse outliers.
@@ -25,6 +24,8 @@ from restore.semiblind.hyper_laplacian import (
     HyperLaplacianConfig,
     estimate_noise_level,
     hyper_laplacian_deconvolution,
+    periodic_component,
+    weight_sensitivity,
     wraps_around,
 )
 from restore.semiblind.kernel_refinement import (
@@ -35,7 +36,14 @@ from restore.semiblind.kernel_refinement import (
     search_rotation,
     search_scale,
 )
-from restore.semiblind.kernels import as_kernel, disk_kernel, kernel_length, line_motion_kernel, perturb_kernel
+from restore.semiblind.kernels import (
+    as_kernel,
+    disk_kernel,
+    kernel_length,
+    line_motion_kernel,
+    perturb_kernel,
+    rotate_kernel,
+)
 from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import (
     PnPConfig,
@@ -51,10 +59,11 @@ __all__ = [
     "deblur_semiblind", "SemiBlindResult", "SemiBlindLog", "check_inputs", "PRIORS",
     "refine_kernel", "search_scale", "search_rotation", "KernelRefinementConfig", "KernelRefinement",
     "kernel_is_trusted",
-    "hyper_laplacian_deconvolution", "HyperLaplacianConfig", "estimate_noise_level", "wraps_around",
+    "hyper_laplacian_deconvolution", "HyperLaplacianConfig", "estimate_noise_level", "periodic_component",
+    "weight_sensitivity", "wraps_around",
     "tv_deconvolution", "pnp_deconvolution", "TVConfig", "PnPConfig", "estimate_noise_sigma", "load_denoiser",
     "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
     "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
-    "load_kernel", "as_kernel", "perturb_kernel", "line_motion_kernel", "gaussian_kernel", "disk_kernel",
-    "kernel_length",
+    "load_kernel", "as_kernel", "perturb_kernel", "rotate_kernel", "line_motion_kernel", "gaussian_kernel",
+    "disk_kernel", "kernel_length",
 ]

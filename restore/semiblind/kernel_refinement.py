@@ -78,6 +78,9 @@ class KernelRefinementConfig:
     scale_first: bool | None = None  # rescale then rotate (True), the other way (False), or both, the more likely
     # step 2, the angle search (:func:`search_rotation`)
     rotation: bool = True
+    # its rotations are bicubic: bilinear smooths a thin path (:func:`~restore.semiblind.kernels.rotate_kernel`; the
+    # length search keeps bilinear, with which its thresholds were set: bicubic missed a 15-px-too-long line)
+    resampling: str = "bicubic"
     max_angle: float = 45.0
     # step 3, the free-form kernel
     margin: float = 0.25  # support grown by max(2, margin × k̂ size) px on each side
@@ -345,15 +348,16 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
 
 
 def search_rotation(y: torch.Tensor, k_hat: torch.Tensor, max_angle: float = 45.0, step: float = 7.5,
-                    sigma: float | None = None) -> tuple[torch.Tensor, float]:
+                    sigma: float | None = None, resampling: str = "bicubic") -> tuple[torch.Tensor, float]:
     """Rotate k̂ about its centroid by the angle (within ±max_angle°) that minimises :func:`misfit`.
 
     Maximum likelihood over a family of kernels of equal spread: unlike a free-form kernel, a rotated
     one cannot shrink towards the no-blur solution, so the misfit is an unbiased score here (it is
     not for rescaled kernels, where a shorter kernel always fits better). A coarse grid, then a
-    local refinement by step/2. y (1, C, H, W), k̂ (kh, kw) → (rotated kernel, angle in degrees).
+    local refinement by step/2; ``resampling``: :func:`~restore.semiblind.kernels.rotate_kernel`'s interpolation.
+    y (1, C, H, W), k̂ (kh, kw) → (rotated kernel, angle in degrees).
     """
-    from restore.semiblind.kernels import perturb_kernel
+    from restore.semiblind.kernels import rotate_kernel
 
     gray = y.float().mean(1, keepdim=True)
     sigma = max(sigma if sigma is not None else estimate_noise_sigma(gray), 1.0 / 255)
@@ -362,7 +366,7 @@ def search_rotation(y: torch.Tensor, k_hat: torch.Tensor, max_angle: float = 45.
 
     def score(angle: float) -> float:
         if angle not in cache:
-            k = k_hat.float() if angle == 0 else torch.from_numpy(perturb_kernel(k_np, angle=angle)).float()
+            k = k_hat.float() if angle == 0 else torch.from_numpy(rotate_kernel(k_np, angle, resampling)).float()
             cache[angle] = (misfit(gray, k.to(gray.device), sigma), k)
         return cache[angle][0]
 
@@ -394,7 +398,7 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
 
     def rotate(k: torch.Tensor) -> tuple[torch.Tensor, float]:
         if id(k) not in rotated:
-            k_rot, angle = search_rotation(y, k, cfg.max_angle, sigma=sigma)
+            k_rot, angle = search_rotation(y, k, cfg.max_angle, sigma=sigma, resampling=cfg.resampling)
             rotated[id(k)] = (k, k_rot.to(k_hat.device), angle)
         return rotated[id(k)][1:]
 

@@ -227,6 +227,8 @@ def test_missing_or_empty_clean_folder_is_named(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match=rf"clean-image folder {missing} not found; expected .*clean images"):
         CleanImageDataset(missing, [AddGaussianNoise(25)])
+    with pytest.raises(FileNotFoundError, match="make it with `python make_split.py`"):  # a generated split
+        CleanImageDataset(missing, [AddGaussianNoise(25)], made_by="python make_split.py")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=rf"clean-image folder {tmp_path / 'empty'} contains no images"):
         CleanImageDataset(tmp_path / "empty", [AddGaussianNoise(25)])
