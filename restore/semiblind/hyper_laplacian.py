@@ -187,9 +187,10 @@ def weight_sensitivity(y: torch.Tensor, kernel: torch.Tensor,
 
     A kernel that explains y leaves a well-posed problem whose solution barely depends on a small λ; a wrong one
     leaves errors that 1/|K| amplifies wherever λ lets it, so the solution follows λ (the stability idea behind
-    the L-curve, Hansen 1992, used here as a kernel test from y alone). Dev (CBSD432 256² gray crops × camera-shake
-    kernels, noise-free 8-bit circular blur, weight 0.1): exact kernels 0.18–0.27; smeared by 0.7 px 0.32–0.43,
-    15 % too long 0.31–0.40, blind-style estimates 0.45–0.51 (as given, before any refinement). Hand-written.
+    the L-curve, Hansen 1992, used here as a kernel test from y alone). Dev (4 CBSD432 256² gray crops × 4
+    camera-shake kernels, noise-free 8-bit circular blur, weight 0.1, after the refinement): exact kernels
+    0.09–0.27; smeared by 0.7 px (kept) 0.24–0.43, 15 % too long 0.15–0.40, blind-style estimates 0.11–0.50 — the
+    separation depends on the image. Hand-written.
     """
     sigma = estimate_noise_level(y, kernel) if sigma is None else sigma
     x1 = hyper_laplacian_deconvolution(y, kernel, config, sigma, clamp=False)
