@@ -407,6 +407,7 @@ def _dev_crop_problem(stem: str, kernel_name: str, size: int = 128, folder: str 
     return (y + noise).clamp(0, 1), gt, k
 
 
+@pytest.mark.slow  # 10–12 s: the default run stays near 8 min
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (BSD400, kernels12)")
 def test_free_form_steps_keep_an_exact_kernel_on_a_real_dev_crop():
     """BSD400 test_100 (a dev image), kernels12 k09, exact: the free-form kernel beat the exact one by
@@ -420,6 +421,7 @@ def test_free_form_steps_keep_an_exact_kernel_on_a_real_dev_crop():
         assert (psnr(tv_image(y, refined), gt) < exact_psnr - 1.0) == lost, margin
 
 
+@pytest.mark.slow  # 10–12 s: the default run stays near 8 min
 def test_auto_prior_takes_the_learned_prior_only_for_a_kernel_the_refinement_kept(caplog):
     """prior="auto": an exact kernel passes both checks (denoiser); kernels the refinement changed don't (TV)."""
     import logging
@@ -443,6 +445,7 @@ def test_auto_prior_takes_the_learned_prior_only_for_a_kernel_the_refinement_kep
                                        gt)
 
 
+@pytest.mark.slow  # 10–12 s: the default run stays near 8 min
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (BSD400, kernels12)")
 def test_sharpness_check_distrusts_a_smeared_kernel_the_refinement_kept():
     """BSD400 test_010 (a dev image), kernels12 k09 smeared by σ = 1.5 px: no rescaling, rotation or free-form
@@ -533,6 +536,7 @@ def test_rms_radius_and_long_kept_kernels_skip_the_sharpness_check():
     assert kernel_is_trusted(y, smeared, kept=True, config=KernelRefinementConfig(trust_radius=0.0))
 
 
+@pytest.mark.slow  # 10–12 s: the default run stays near 8 min
 def test_auto_prior_drops_the_learned_image_when_it_departs_from_tv(caplog):
     """A smeared kernel that passed the trust checks (forced here): the learned prior fits the kernel's error into
     the image and departs from TV's image by more than ``trust_departure`` of TV's change to y — "auto" returns
