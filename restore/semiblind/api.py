@@ -184,9 +184,6 @@ def deblur_semiblind(
     y = y.to(device)
     k = k.float().to(device)
     net = None
-    # TV and the learned prior scale their weight by the kernel-free estimate, which counts some texture as noise
-    # (their settings were chosen with it); the hyper-Laplacian takes the kernel-aware one, below
-    texture_level = estimate_noise_level(y)
     periodic = wraps_around(y)
     # the hyper-Laplacian's boundary, resolved once (it also sets the padding of the residual)
     hl_periodic = hl_cfg.is_periodic(y, wraps=periodic)
@@ -206,10 +203,10 @@ def deblur_semiblind(
     noise_level = estimate_noise_level(y, k)
     history: list[dict[str, float]] = []
     kept = refinement.kept if refinement is not None else True
+    state = ("as given" if refinement is None else "kept by the refinement" if kept
+             else "changed or disputed by the refinement")
     if prior == "auto" and periodic:
         # the FFT model is exact: the hyper-Laplacian, its weight raised where the kernel does not explain y
-        state = ("as given" if refinement is None else "kept by the refinement" if kept
-                 else "changed or disputed by the refinement")
         reason = f"kernel {state}, y wraps around: FFT hyper-Laplacian, σ = {noise_level:.4f}"
         if noise_level <= hl_cfg.sensitivity_max_noise:  # noise-free: a kernel error shows as a λ-dependent solution
             sensitivity = weight_sensitivity(y, k, hl_cfg, noise_level)
@@ -234,10 +231,10 @@ def deblur_semiblind(
         restored, residual = model.estimate(), model.residual()
     else:
         op = BlurOperator(k, tuple(y.shape[-2:]))
-        sigma = texture_level
+        # TV and the learned prior scale their weight by the kernel-free estimate, which counts some texture as
+        # noise (their settings were chosen with it); the hyper-Laplacian takes the kernel-aware noise_level
+        sigma = estimate_noise_level(y)
         if prior == "auto":
-            state = ("as given" if refinement is None else "kept by the refinement" if kept
-                     else "changed or disputed by the refinement")
             trusted = kernel_is_trusted(y, k, kept, refine_cfg)
             prior, x, reason = _auto_prior(y, op, net, trusted, state, refine_cfg, tv_cfg, pnp_cfg, sigma, seed)
         elif prior == "tv":

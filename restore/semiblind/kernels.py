@@ -136,7 +136,7 @@ def _warp(k: np.ndarray, angle: float, factor: float, mode: str = "bilinear") ->
 def rotate_kernel(kernel: Any, angle: float, mode: str = "bicubic") -> np.ndarray:
     """Rotate a kernel by ``angle``° (counter-clockwise) about its centroid; float64 odd square (≥ the input size)
     summing to 1, centred on its centroid. Bicubic by default: bilinear resampling smooths a thin path like a
-    ~0.5 px smear (dev, a kernel rotated by 30° and back, hyper-Laplacian restoration: bicubic 0.3–1.7 dB above
+    ~0.5 px smear (dev, a kernel rotated by 30° and back, hyper-Laplacian restoration: bicubic 1.0–1.7 dB above
     bilinear); :func:`perturb_kernel`'s protocol keeps bilinear."""
     k = as_kernel(kernel).double().numpy()
     size = max(k.shape) | 1
