@@ -1,6 +1,6 @@
 """Kernel refinement from an inaccurate kernel k̂ (no ground truth involved).
 
-Three steps:
+Three steps, and a smear search between the second and the third:
 
 1. :func:`search_scale`: stretch or shorten k̂ about its centroid — along its motion (principal axis) only,
    proportionally in both directions, or along it and thinner across it — by the factors that maximise the
@@ -17,6 +17,9 @@ Three steps:
    too (:func:`gcv_score`; Reeves & Mersereau, IEEE TIP 1992), a second criterion that assumes no spectrum;
 2. :func:`search_rotation`: rotate k̂ about its centroid by the angle (±45°) whose TV deconvolution fits y
    best (maximum likelihood over kernels of equal spread);
+2b. :func:`search_smear`: take out of the kernel the Gaussian smear (a smeared estimate's, or the resampling's of
+   steps 1–2) of highest full-band marginal likelihood, on a noise-free y; if one is taken, the angle is searched
+   once more within ±3.75° (a smear biases step 2 towards small rotations);
 3. free-form refinement on k̂'s support grown by a margin, alternating (Perrone & Favaro, "Total variation
    blind deconvolution: the devil is in the details", CVPR 2014, Alg. 1; Cho & Lee, "Fast motion
    deblurring", SIGGRAPH Asia 2009, Eq. 8 for the gradient-domain k-step)
@@ -91,9 +94,10 @@ class KernelRefinementConfig:
     smear_sigmas: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 21))  # Gaussian σ (px) tried
     smear_prior_exponent: float = 3.6  # γ of the likelihood's image spectrum A/|ω|^γ (see search_smear)
     smear_margin: float = 0.001  # nats/px the unsmeared kernel must gain over k̂
-    # ... on a (nearly) noise-free y only, σ̂ ≤ this: noise hides the high frequencies where a smear shows (dev,
-    # σ = 0.01: it took 0.2–1.7 px out of 21 of 32 exact kernels, losing up to 2.8 dB)
-    smear_max_noise: float = 2 * QUANTISATION_SIGMA
+    # ... on a (nearly) noise-free y only, σ̂ (given k̂) ≤ this: noise hides the high frequencies where a smear shows
+    # (dev, σ = 0.01: it took 0.2–1.7 px out of 21 of 32 exact kernels, losing up to 2.8 dB). σ̂ given a smeared k̂
+    # reads some image as noise (dev, noise-free: 0.0011–0.0033 with k̂ smeared by 0.7–1.5 px; σ = 0.01: ≥ 0.0101)
+    smear_max_noise: float = 4 * QUANTISATION_SIGMA
     # step 3, the free-form kernel
     margin: float = 0.25  # support grown by max(2, margin × k̂ size) px on each side
     likelihood_check: bool = True  # keep the free-form kernel only if its marginal likelihood beats its start's
