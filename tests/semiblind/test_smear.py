@@ -75,3 +75,14 @@ def test_refinement_reports_the_smear_it_took_out_and_the_switch_reaches_it(scen
     assert on.unsmeared > 0.4 and not on.kept and "smear taken out" in on.summary()
     off = refine_kernel(y, smeared, KernelRefinementConfig(**fast, smear=False))
     assert off.unsmeared == 0.0 and off.kept
+
+
+def test_angle_search_refines_below_the_grid_step(scene, kernel):
+    """Two refinements of the 7.5° grid: a 20° error is undone to within 1.875°/2, not the 3.75° lattice's 1.25°."""
+    from restore.semiblind.kernel_refinement import search_rotation
+    from restore.semiblind.kernels import rotate_kernel
+
+    x, k, y = scene
+    k_hat = torch.from_numpy(rotate_kernel(kernel, 20.0)).float()
+    _, angle = search_rotation(y, k_hat, refinements=2)
+    assert abs(angle + 20) < 1.25
