@@ -35,6 +35,7 @@ from restore.semiblind.kernel_refinement import (
     refine_kernel,
     search_rotation,
     search_scale,
+    search_smear,
 )
 from restore.semiblind.kernels import (
     as_kernel,
@@ -43,6 +44,7 @@ from restore.semiblind.kernels import (
     line_motion_kernel,
     perturb_kernel,
     rotate_kernel,
+    unsmear_kernel,
 )
 from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import (
@@ -57,7 +59,7 @@ from restore.semiblind.solver import FAST, PAPER, DeepResidualPrior, DRPConfig, 
 
 __all__ = [
     "deblur_semiblind", "SemiBlindResult", "SemiBlindLog", "check_inputs", "PRIORS",
-    "refine_kernel", "search_scale", "search_rotation", "KernelRefinementConfig", "KernelRefinement",
+    "refine_kernel", "search_scale", "search_rotation", "search_smear", "KernelRefinementConfig", "KernelRefinement",
     "kernel_is_trusted",
     "hyper_laplacian_deconvolution", "HyperLaplacianConfig", "estimate_noise_level", "periodic_component",
     "weight_sensitivity", "wraps_around",
@@ -65,5 +67,5 @@ __all__ = [
     "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
     "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
     "load_kernel", "as_kernel", "perturb_kernel", "rotate_kernel", "line_motion_kernel", "gaussian_kernel",
-    "disk_kernel", "kernel_length",
+    "disk_kernel", "kernel_length", "unsmear_kernel",
 ]

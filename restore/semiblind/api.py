@@ -130,7 +130,8 @@ def deblur_semiblind(
     Two stages, neither of which sees a ground truth:
 
     1. ``refine_kernel``: k̂ is a starting point — rescaled along its motion by the factors of highest marginal
-       likelihood and rotated by the maximum-likelihood angle, then refined on a support grown by a margin,
+       likelihood and rotated by the maximum-likelihood angle, a Gaussian smear of highest marginal likelihood
+       taken out of it (noise-free y), then refined on a support grown by a margin,
        tied to k̂, kept only if the marginal likelihood prefers it
        (:func:`~restore.semiblind.kernel_refinement.refine_kernel`);
     2. the image with the (refined) kernel and the chosen ``prior``: ``"auto"`` (the default:

@@ -1,6 +1,6 @@
 """Kernel refinement from an inaccurate kernel k̂ (no ground truth involved).
 
-Three steps:
+Three steps, and a smear search between the second and the third:
 
 1. :func:`search_scale`: stretch or shorten k̂ about its centroid — along its motion (principal axis) only,
    proportionally in both directions, or along it and thinner across it — by the factors that maximise the
@@ -17,6 +17,9 @@ Three steps:
    too (:func:`gcv_score`; Reeves & Mersereau, IEEE TIP 1992), a second criterion that assumes no spectrum;
 2. :func:`search_rotation`: rotate k̂ about its centroid by the angle (±45°) whose TV deconvolution fits y
    best (maximum likelihood over kernels of equal spread);
+2b. :func:`search_smear`: take out of the kernel the Gaussian smear (a smeared estimate's, or the resampling's of
+   steps 1–2) of highest full-band marginal likelihood, on a noise-free y; if one is taken, the angle is searched
+   once more within ±3.75° (a smear biases step 2 towards small rotations);
 3. free-form refinement on k̂'s support grown by a margin, alternating (Perrone & Favaro, "Total variation
    blind deconvolution: the devil is in the details", CVPR 2014, Alg. 1; Cho & Lee, "Fast motion
    deblurring", SIGGRAPH Asia 2009, Eq. 8 for the gradient-domain k-step)
@@ -46,13 +49,14 @@ import torch
 import torch.nn.functional as F
 
 # rms_radius re-exported: kernel_is_trusted's length test
-from restore.semiblind.kernels import kernel_centroid, rms_radius
+from restore.semiblind.hyper_laplacian import QUANTISATION_SIGMA, estimate_noise_level, periodic_component, wraps_around
+from restore.semiblind.kernels import kernel_centroid, rms_radius, unsmear_kernel
 from restore.semiblind.operators import BlurOperator
 from restore.semiblind.plug_and_play import TVConfig, estimate_noise_sigma, tv_deconvolution
 
 __all__ = ["KernelRefinementConfig", "KernelRefinement", "ScaleSearch", "refine_kernel", "search_rotation",
-           "search_scale", "gaussian_marginal_nll", "gcv_score", "misfit", "valid_convolution", "kernel_is_trusted",
-           "rms_radius"]
+           "search_scale", "search_smear", "gaussian_marginal_nll", "gcv_score", "misfit", "valid_convolution",
+           "kernel_is_trusted", "rms_radius"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,18 @@ class KernelRefinementConfig:
     # length search keeps bilinear, with which its thresholds were set: bicubic missed a 15-px-too-long line)
     resampling: str = "bicubic"
     max_angle: float = 45.0
+    rotation_refinements: int = 2  # local refinements of the 7.5° grid's optimum, by 3.75°, 1.875°, …
+    # the smear search (:func:`search_smear`), after steps 1–2 (whose resampling smears a thin path too)
+    smear: bool = True
+    smear_first: bool = False  # also before them (dev: a wrongly rotated k̂ had 1.9–2 px "taken out", then misled them)
+    smear_rotation_check: bool = True  # re-search the angle of an unsmeared kernel locally (±3.75°)
+    smear_sigmas: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 21))  # Gaussian σ (px) tried
+    smear_prior_exponent: float = 3.6  # γ of the likelihood's image spectrum A/|ω|^γ (see search_smear)
+    smear_margin: float = 0.001  # nats/px the unsmeared kernel must gain over k̂
+    # ... on a (nearly) noise-free y only, σ̂ (given k̂) ≤ this: noise hides the high frequencies where a smear shows
+    # (dev, σ = 0.01: it took 0.2–1.7 px out of 21 of 32 exact kernels, losing up to 2.8 dB). σ̂ given a smeared k̂
+    # reads some image as noise (dev, noise-free: 0.0011–0.0033 with k̂ smeared by 0.7–1.5 px; σ = 0.01: ≥ 0.0101)
+    smear_max_noise: float = 4 * QUANTISATION_SIGMA
     # step 3, the free-form kernel
     margin: float = 0.25  # support grown by max(2, margin × k̂ size) px on each side
     likelihood_check: bool = True  # keep the free-form kernel only if its marginal likelihood beats its start's
@@ -134,6 +150,7 @@ class KernelRefinement:
     across: float  # across-motion rescaling taken
     angle: float  # rotation taken (degrees)
     disputed: bool  # the length search's likelihood and GCV disagreed over k̂
+    unsmeared: float  # Gaussian σ (px) taken out of k̂ in all (0: none; :func:`search_smear`)
     free_form: bool  # the free-form kernel was taken
     free_form_gain: float | None  # its full-band marginal-likelihood gain over its start (nats/px; None: not run)
     sigma: float  # the noise level the refinement used
@@ -141,6 +158,8 @@ class KernelRefinement:
     def summary(self) -> str:
         """One line for the log."""
         steps = []
+        if self.unsmeared:
+            steps.append(f"a {self.unsmeared:.2g}-px smear taken out")
         if (self.factor, self.across) != (1.0, 1.0):
             steps.append(f"rescaled ×{self.factor:g} along, ×{self.across:g} across")
         if self.angle:
@@ -203,15 +222,21 @@ def misfit(y: torch.Tensor, kernel: torch.Tensor, sigma: float, tv: TVConfig = M
     return float(((valid_convolution(x, kernel.to(x)) - y) ** 2).mean().sqrt())
 
 
-def _windowed_spectra(y: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _windowed_spectra(y: torch.Tensor, kernel: torch.Tensor, periodic: bool = False) -> tuple[torch.Tensor, ...]:
     """Periodogram of the mean-removed, Hann-windowed channel mean of y (1, C, H, W) (the window tames the
-    boundary's spectral leakage), |K(ω)|² of ``kernel`` on y's grid, the forward-difference power |D(ω)|², and
-    the frequencies (cycles/px) as a (H, 1) and a (1, W) column; float64."""
+    boundary's spectral leakage) — or, ``periodic``, of its periodic component unwindowed (y itself where it wraps
+    around: exact for a circular blur, and no window widening K's spectral zeros) — |K(ω)|² of ``kernel`` on y's
+    grid, the forward-difference power |D(ω)|², and the frequencies (cycles/px) as a (H, 1) and a (1, W) column;
+    float64."""
     gray = y.double().mean(1)[0]
     h, w = gray.shape
-    window = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64, device=y.device),
-                         torch.hann_window(w, periodic=False, dtype=torch.float64, device=y.device))
-    power = torch.fft.fft2((gray - gray.mean()) * window).abs() ** 2 / (window**2).sum()
+    if periodic:
+        gray = gray if wraps_around(gray) else periodic_component(gray)
+        power = torch.fft.fft2(gray - gray.mean()).abs() ** 2 / (h * w)
+    else:
+        window = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64, device=y.device),
+                             torch.hann_window(w, periodic=False, dtype=torch.float64, device=y.device))
+        power = torch.fft.fft2((gray - gray.mean()) * window).abs() ** 2 / (window**2).sum()
     k_power = torch.fft.fft2(kernel.to(y.device, torch.float64), s=(h, w)).abs() ** 2
     wy = torch.fft.fftfreq(h, dtype=torch.float64, device=y.device)[:, None]
     wx = torch.fft.fftfreq(w, dtype=torch.float64, device=y.device)[None]
@@ -221,7 +246,7 @@ def _windowed_spectra(y: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tens
 
 def gaussian_marginal_nll(y: torch.Tensor, kernel: torch.Tensor, sigma: float, kernel_smoothing: float = 0.0,
                           log10_prior_scales: tuple[float, float, int] = (-9.0, -1.0, 33),
-                          max_frequency: float | None = None) -> float:
+                          max_frequency: float | None = None, exponent: float = 2.0, periodic: bool = False) -> float:
     """−log p(y | k) per pixel under a Gaussian power-law image prior, the prior's scale A profiled out.
 
     y (1, C, H, W) (its channel mean is used), kernel (kh, kw), sigma the noise std of y. The
@@ -229,15 +254,17 @@ def gaussian_marginal_nll(y: torch.Tensor, kernel: torch.Tensor, sigma: float, k
     forward-difference power (natural images' 1/|ω|² spectrum). ``kernel_smoothing``: every kernel is scored
     after a Gaussian blur of this σ (px) (off by default: it evens out how resampled thin paths fall on the
     pixel grid, but also hides a free-form kernel's artefacts from the likelihood check). ``max_frequency``:
-    only the frequencies |ω| ≤ this (cycles/px) are summed (still per pixel of y).
+    only the frequencies |ω| ≤ this (cycles/px) are summed (still per pixel of y). ``exponent``: S(ω) = A / |D(ω)|^γ
+    with γ this (2: the 1/|ω|² law; a steeper γ for photographs whose own optics and compression already damp
+    the finest detail). ``periodic``: :func:`_windowed_spectra`'s unwindowed periodogram.
     Lower is more likely. Hand-written: a few FFT lines no library offers.
     """
-    power, k_power, d_power, wy, wx = _windowed_spectra(y, kernel)
+    power, k_power, d_power, wy, wx = _windowed_spectra(y, kernel, periodic)
     h, w = power.shape
     d_power = d_power.clamp_min(1e-4)
     k_power = k_power * torch.exp(-4 * math.pi**2 * kernel_smoothing**2 * (wy**2 + wx**2))  # |Gaussian|²
     scales = torch.logspace(*log10_prior_scales, dtype=torch.float64, device=y.device)[:, None, None]
-    variance = k_power * scales / d_power + sigma**2
+    variance = k_power * scales / d_power ** (exponent / 2) + sigma**2
     terms = power / variance + variance.log()
     if max_frequency is not None:
         terms = terms * ((wy**2 + wx**2) <= max_frequency**2)
@@ -348,14 +375,15 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
 
 
 def search_rotation(y: torch.Tensor, k_hat: torch.Tensor, max_angle: float = 45.0, step: float = 7.5,
-                    sigma: float | None = None, resampling: str = "bicubic") -> tuple[torch.Tensor, float]:
+                    sigma: float | None = None, resampling: str = "bicubic",
+                    refinements: int = 1) -> tuple[torch.Tensor, float]:
     """Rotate k̂ about its centroid by the angle (within ±max_angle°) that minimises :func:`misfit`.
 
     Maximum likelihood over a family of kernels of equal spread: unlike a free-form kernel, a rotated
     one cannot shrink towards the no-blur solution, so the misfit is an unbiased score here (it is
-    not for rescaled kernels, where a shorter kernel always fits better). A coarse grid, then a
-    local refinement by step/2; ``resampling``: :func:`~restore.semiblind.kernels.rotate_kernel`'s interpolation.
-    y (1, C, H, W), k̂ (kh, kw) → (rotated kernel, angle in degrees).
+    not for rescaled kernels, where a shorter kernel always fits better). A coarse grid, then ``refinements``
+    local refinements by step/2, step/4, …; ``resampling``: :func:`~restore.semiblind.kernels.rotate_kernel`'s
+    interpolation. y (1, C, H, W), k̂ (kh, kw) → (rotated kernel, angle in degrees).
     """
     from restore.semiblind.kernels import rotate_kernel
 
@@ -372,8 +400,43 @@ def search_rotation(y: torch.Tensor, k_hat: torch.Tensor, max_angle: float = 45.
 
     grid = np.arange(-max_angle, max_angle + 1e-9, step)
     best = min(grid, key=score)
-    best = min((best - step / 2, best, best + step / 2), key=score)
+    for i in range(1, refinements + 1):
+        best = min((best - step / 2**i, best, best + step / 2**i), key=score)
     return cache[best][1], float(best)
+
+
+def search_smear(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementConfig | None = None,
+                 sigma: float | None = None) -> tuple[torch.Tensor, float]:
+    """Take out of k̂ the Gaussian smear (σ in ``smear_sigmas``, :func:`~restore.semiblind.kernels.unsmear_kernel`)
+    of highest marginal likelihood (:func:`gaussian_marginal_nll`, full band, the periodic y's unwindowed
+    periodogram, image spectrum A/|ω|^γ with γ = ``smear_prior_exponent``), if it beats k̂ by ``smear_margin``
+    nats/px, and y is (nearly) noise-free (σ̂ ≤ ``smear_max_noise``); returns (kernel, σ taken out, 0 for k̂ itself).
+
+    A smeared k̂ — a blind estimate's, or any kernel resampled by a rotation or rescaling — has the true kernel's
+    phase and too little |K| at high frequencies, so a deconvolution with it overshoots every edge; undoing the
+    smear is a one-parameter family the likelihood can rank (no translation, no no-blur bias along it). The
+    likelihood with γ = 2 under-estimates the smear (photographs' own finest detail is already damped), so γ is
+    steeper; it was set on CBSD432 dev crops × camera-shake kernels (``docs/methods/semiblind.md``), where it
+    took at most 0.3 px out of an exact kernel (7 of 32). ``sigma``: y's noise level (default: read where k̂ leaves noise
+    only, :func:`~restore.semiblind.hyper_laplacian.estimate_noise_level`: the smear shows at the high
+    frequencies a floored σ would drown).
+    """
+    cfg = config or KernelRefinementConfig()
+    gray = y.float().mean(1, keepdim=True)
+    sigma = estimate_noise_level(gray, k_hat) if sigma is None else max(sigma, QUANTISATION_SIGMA)
+    if sigma > cfg.smear_max_noise:
+        return k_hat, 0.0
+
+    def nll(k: torch.Tensor) -> float:
+        return gaussian_marginal_nll(gray, k, sigma, exponent=cfg.smear_prior_exponent, periodic=True)
+
+    best, best_nll, best_sigma = k_hat, nll(k_hat) - cfg.smear_margin, 0.0
+    for s in cfg.smear_sigmas:
+        k = unsmear_kernel(k_hat, s).to(k_hat.device)
+        score = nll(k)
+        if score < best_nll:
+            best, best_nll, best_sigma = k, score, s
+    return best, best_sigma
 
 
 class _Searched(NamedTuple):
@@ -398,7 +461,8 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
 
     def rotate(k: torch.Tensor) -> tuple[torch.Tensor, float]:
         if id(k) not in rotated:
-            k_rot, angle = search_rotation(y, k, cfg.max_angle, sigma=sigma, resampling=cfg.resampling)
+            k_rot, angle = search_rotation(y, k, cfg.max_angle, sigma=sigma, resampling=cfg.resampling,
+                                           refinements=cfg.rotation_refinements)
             rotated[id(k)] = (k, k_rot.to(k_hat.device), angle)
         return rotated[id(k)][1:]
 
@@ -440,10 +504,27 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
     # the output keeps k̂'s translation: its centroid sits as far from the centre as k̂'s does
     cy, cx = kernel_centroid(k_hat)
     offset = (cy - (k_hat.shape[0] - 1) / 2, cx - (k_hat.shape[1] - 1) / 2)
+    k_given = k_hat
+    smears = [0.0]
+    if cfg.smear and cfg.smear_first:  # a smear first: it would mislead the length and angle searches
+        k_hat, smears[0] = search_smear(y, k_hat, cfg)
     searched = _search_scale_and_rotation(y, k_hat, cfg, sigma)
     k_searched = searched.kernel.to(y.device)
-    # no rescaling, no rotation, and no dispute between the length search's two criteria
-    kept = k_searched.shape == k_hat.shape and torch.equal(k_searched, k_hat) and not searched.disputed
+    angle = searched.angle
+    if cfg.smear and not (cfg.smear_first and k_searched.shape == k_hat.shape and torch.equal(k_searched, k_hat)):
+        k_searched, smear = search_smear(y, k_searched, cfg)  # (again:) the resampling smears a thin path
+        smears.append(smear)
+        if smear and cfg.rotation and cfg.smear_rotation_check:
+            # a smeared k̂'s angle search favours a small rotation (the resampled candidates are sharper): the
+            # unsmeared kernel's angle, within half a grid step
+            k_turned, turn = search_rotation(y, k_searched, 3.75, 3.75, sigma, cfg.resampling, refinements=1)
+            if turn:
+                k_searched, smear = search_smear(y, k_turned.to(y.device), cfg)
+                smears.append(smear)
+                angle += turn
+    unsmeared = math.sqrt(sum(s * s for s in smears))  # Gaussian smears add in variance
+    # no smear taken out, no rescaling, no rotation, and no dispute between the length search's two criteria
+    kept = k_searched.shape == k_given.shape and torch.equal(k_searched, k_given) and not searched.disputed
     k_hat = k_searched
     m = max(2, int(round(cfg.margin * max(k_hat.shape))))
     m = max(0, min(m, (min(y.shape[-2:]) - max(k_hat.shape)) // 2))  # the grown kernel must still fit the image
@@ -474,7 +555,7 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
             k = k_hat_pad  # the free-form steps lowered the marginal likelihood (joint MAP's bias): undo them
     free_form = k is not k_hat_pad
     return KernelRefinement(_recentre(k, target), kept and not free_form, searched.factor, searched.across,
-                            searched.angle, searched.disputed, free_form, gain, sigma)
+                            angle, searched.disputed, unsmeared, free_form, gain, sigma)
 
 
 def _refine_free_form(y: torch.Tensor, k_init: torch.Tensor, k_anchor: torch.Tensor, sigma: float,
