@@ -87,9 +87,9 @@ class KernelRefinementConfig:
     resampling: str = "bicubic"
     max_angle: float = 45.0
     rotation_refinements: int = 2  # local refinements of the 7.5° grid's optimum, by 3.75°, 1.875°, …
-    # the smear search (:func:`search_smear`), after steps 1–2 (whose resampling smears a thin path too)
+    # the smear search (:func:`search_smear`), after steps 1–2: their resampling smears a thin path too, and searched
+    # before them it took 1.9–2 px out of a wrongly rotated k̂ (dev), which then misled them
     smear: bool = True
-    smear_first: bool = False  # also before them (dev: a wrongly rotated k̂ had 1.9–2 px "taken out", then misled them)
     smear_rotation_check: bool = True  # re-search the angle of an unsmeared kernel locally (±3.75°)
     smear_sigmas: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 21))  # Gaussian σ (px) tried
     smear_prior_exponent: float = 3.6  # γ of the likelihood's image spectrum A/|ω|^γ (see search_smear)
@@ -504,15 +504,12 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
     # the output keeps k̂'s translation: its centroid sits as far from the centre as k̂'s does
     cy, cx = kernel_centroid(k_hat)
     offset = (cy - (k_hat.shape[0] - 1) / 2, cx - (k_hat.shape[1] - 1) / 2)
-    k_given = k_hat
-    smears = [0.0]
-    if cfg.smear and cfg.smear_first:  # a smear first: it would mislead the length and angle searches
-        k_hat, smears[0] = search_smear(y, k_hat, cfg)
     searched = _search_scale_and_rotation(y, k_hat, cfg, sigma)
     k_searched = searched.kernel.to(y.device)
     angle = searched.angle
-    if cfg.smear and not (cfg.smear_first and k_searched.shape == k_hat.shape and torch.equal(k_searched, k_hat)):
-        k_searched, smear = search_smear(y, k_searched, cfg)  # (again:) the resampling smears a thin path
+    smears = []
+    if cfg.smear:
+        k_searched, smear = search_smear(y, k_searched, cfg)
         smears.append(smear)
         if smear and cfg.rotation and cfg.smear_rotation_check:
             # a smeared k̂'s angle search favours a small rotation (the resampled candidates are sharper): the
@@ -524,7 +521,7 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
                 angle += turn
     unsmeared = math.sqrt(sum(s * s for s in smears))  # Gaussian smears add in variance
     # no smear taken out, no rescaling, no rotation, and no dispute between the length search's two criteria
-    kept = k_searched.shape == k_given.shape and torch.equal(k_searched, k_given) and not searched.disputed
+    kept = k_searched.shape == k_hat.shape and torch.equal(k_searched, k_hat) and not searched.disputed
     k_hat = k_searched
     m = max(2, int(round(cfg.margin * max(k_hat.shape))))
     m = max(0, min(m, (min(y.shape[-2:]) - max(k_hat.shape)) // 2))  # the grown kernel must still fit the image

@@ -20,7 +20,7 @@ from restore.semiblind import (
 from tests.semiblind.test_noise_aware import _camera, _circular_8bit, psnr
 
 
-def _smeared(k: np.ndarray, sigma: float) -> torch.Tensor:
+def _smeared(k: np.ndarray, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """k ⊛ Gaussian(σ) on k's grid grown by 3σ + 1 px (nothing cut off), and k on that grid."""
     r = int(np.ceil(3 * sigma)) + 1
     k = np.pad(k, r)
