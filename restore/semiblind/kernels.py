@@ -319,9 +319,9 @@ def despeckle_kernel(kernel: Any, support: float = 0.05, max_level: float = 0.2)
     The support (taps ≥ ``support``·max, Cho & Lee's 1/20, "Fast motion deblurring", SIGGRAPH Asia 2009) of a clean
     motion or Gaussian kernel is one 8-connected piece; a raw blind estimate's noise leaves isolated specks beside
     it. If there is more than one piece, every tap no larger than the largest tap outside the most massive piece
-    (the speck level: taps that low cannot be told from speckle), and at most ``max_level``·max, is cleared
-    (dev, a k̂ with 10 % noise: 0.2 gained 1.1 dB, 0.05 0.2 dB). A one-piece kernel comes back unchanged. Connected
-    pieces: scipy's ``ndimage.label``. Returns float32 (kh, kw), summing to 1.
+    (the speck level: taps that low cannot be told from speckle), and at most ``max_level``·max, is cleared (dev,
+    k̂ smeared and with 10 % noise: +1.07 dB; clearing below max/20 only: +0.26). A one-piece kernel comes back
+    unchanged. Connected pieces: scipy's ``ndimage.label``. Returns float32 (kh, kw), summing to 1.
     """
     from scipy.ndimage import label
 
