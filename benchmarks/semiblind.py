@@ -12,7 +12,9 @@ Columns: ``W*`` = Wiener with the exact kernel, best regulariser per image (an o
 ``W/RL`` = the best of Wiener and Richardson–Lucy with the kernel given, regulariser / iterations tuned on a
 SEPARATE image (BSD400 ``test_026``, a training image); ``ours`` = ``deblur_semiblind(y, k̂)`` (never sees the
 ground truth), PSNR "as is" and "aligned" (best integer shift ≤ 8 px) — both on the same 8-px-cropped frame, so
-they differ by the alignment only; ``gap`` = ours aligned − W*. PSNR: gray in [0, 1].
+they differ by the alignment only; ``gap`` = ours aligned − W*; ``shift_cost`` = W* translated by k̂'s sub-pixel
+centroid offset from k, aligned, − W*: what that translation alone costs a k̂-centred output (the blind-style
+estimate's shift; no method given k̂ can undo it). PSNR: gray in [0, 1].
 
     PYTHONPATH=. python benchmarks/semiblind.py --images 05 --bsd68 test001 --threads 1
     PYTHONPATH=. python benchmarks/semiblind.py --dev 100075 100080 --kernels --shake-kernels 4 --noise 0
