@@ -39,6 +39,7 @@ from restore.semiblind.kernel_refinement import (
 )
 from restore.semiblind.kernels import (
     as_kernel,
+    despeckle_kernel,
     disk_kernel,
     kernel_length,
     line_motion_kernel,
@@ -67,5 +68,5 @@ __all__ = [
     "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
     "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
     "load_kernel", "as_kernel", "perturb_kernel", "rotate_kernel", "line_motion_kernel", "gaussian_kernel",
-    "disk_kernel", "kernel_length", "unsmear_kernel",
+    "disk_kernel", "kernel_length", "unsmear_kernel", "despeckle_kernel",
 ]

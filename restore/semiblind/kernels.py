@@ -37,6 +37,7 @@ __all__ = [
     "principal_angle",
     "rms_radius",
     "unsmear_kernel",
+    "despeckle_kernel",
 ]
 
 
@@ -261,6 +262,8 @@ def rescale_kernel(kernel: Any, factor: float, along_axis: bool = True, across: 
         t = warp_affine(torch.from_numpy(canvas)[None, None], torch.from_numpy(affine)[None], (side, side),
                         mode=mode, align_corners=True)
         k = t[0, 0].clamp_min(0).numpy()  # resampling changes the mass: renormalised below
+    if mode != "bilinear" and (factor != 1.0 or across != 1.0):
+        k[k < 1e-3 * k.max()] = 0  # bicubic's ripple around the path, as in rotate_kernel
     k = _crop_to_support(np.clip(k, 0, None), 3)
     return k / k.sum()
 
@@ -308,3 +311,27 @@ def unsmear_kernel(kernel: Any, sigma: float, iterations: int = 400) -> torch.Te
         x, t = x_next, t_next
     out = x[r : r + kh, r : r + kw]
     return (out / out.sum().clamp_min(1e-12)).float()
+
+
+def despeckle_kernel(kernel: Any, support: float = 0.05, max_level: float = 0.2) -> tuple[torch.Tensor, float]:
+    """Clear the speckle of a noisy kernel estimate; returns (kernel, level cleared as a fraction of the max, 0: none).
+
+    The support (taps ≥ ``support``·max, Cho & Lee's 1/20, "Fast motion deblurring", SIGGRAPH Asia 2009) of a clean
+    motion or Gaussian kernel is one 8-connected piece; a raw blind estimate's noise leaves isolated specks beside
+    it. If there is more than one piece, every tap no larger than the largest tap outside the most massive piece
+    (the speck level: taps that low cannot be told from speckle), and at most ``max_level``·max, is cleared (dev,
+    k̂ smeared and with 10 % noise: +1.07 dB; clearing below max/20 only: +0.26). A one-piece kernel comes back
+    unchanged. Connected pieces: scipy's ``ndimage.label``. Returns float32 (kh, kw), summing to 1.
+    """
+    from scipy.ndimage import label
+
+    k = as_kernel(kernel).double().numpy()
+    peak = float(k.max())
+    pieces, n = label(k >= support * peak, structure=np.ones((3, 3)))
+    if n <= 1:
+        return torch.from_numpy(k / k.sum()).float(), 0.0
+    mass = np.bincount(pieces.ravel(), weights=k.ravel())[1:]
+    outside = (pieces > 0) & (pieces != 1 + int(np.argmax(mass)))
+    level = min(float(k[outside].max()), max_level * peak)
+    k = np.where(k > level, k, 0.0)
+    return torch.from_numpy(k / k.sum()).float(), level / peak

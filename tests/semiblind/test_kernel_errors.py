@@ -1,0 +1,100 @@
+"""Issue #29: a speckled k̂ (a raw blind estimate) is cleaned, and a too-long k̂ is shortened on a finer grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import binary_dilation, label
+from scipy.signal import fftconvolve
+
+from restore.data.camera_shake import camera_shake_kernel
+from restore.data.kernels import gaussian_kernel
+from restore.semiblind import (
+    KernelRefinementConfig,
+    despeckle_kernel,
+    kernel_length,
+    perturb_kernel,
+    refine_kernel,
+    search_scale,
+)
+from restore.semiblind.kernels import rescale_kernel
+from tests.semiblind.test_noise_aware import _camera, _circular_8bit
+
+
+@pytest.fixture(scope="module")
+def shake() -> torch.Tensor:
+    """A 19-px camera-shake kernel (Boracchi & Foi's model, seeded)."""
+    return camera_shake_kernel(torch.Generator().manual_seed(0), anxiety=0.005, exposure=(0.5, 1.0), size=(13, 27))
+
+
+def _speckled(k: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k smeared by a 1-px Gaussian (on a grid grown by 4 px), and that plus 10 %-of-max noise on its support grown
+    by 2 px, clipped at 0 (a raw blind estimate, as perturb_kernel's ``noise`` makes it)."""
+    smeared = fftconvolve(np.pad(k.double().numpy(), 4), gaussian_kernel(7, 1.0).double().numpy(), mode="same")
+    smeared = smeared.clip(0) / smeared.clip(0).sum()
+    near = binary_dilation(smeared > 0.01 * smeared.max(), iterations=2)
+    noise = 0.1 * smeared.max() * np.random.default_rng(seed).standard_normal(smeared.shape) * near
+    noisy = (smeared + noise).clip(0)
+    return smeared, noisy / noisy.sum()
+
+
+def test_despeckle_clears_a_noisy_estimates_specks_and_leaves_a_clean_kernel(shake):
+    smeared, noisy = _speckled(shake)
+    assert label(noisy >= 0.05 * noisy.max(), structure=np.ones((3, 3)))[1] > 1  # specks beside the path
+    out, level = despeckle_kernel(noisy)
+    assert 0 < level <= 0.2
+    out = out.double().numpy()
+    assert (out[noisy <= level * noisy.max()] == 0).all() and out.sum() == pytest.approx(1, abs=1e-6)
+    path = smeared >= 0.05 * smeared.max()
+    assert out[~path].sum() < 0.35 * noisy[~path].sum()  # the speckle beside the path: mostly gone
+    true = np.pad(shake.double().numpy(), 4)
+    assert np.linalg.norm(out - true) < np.linalg.norm(noisy - true)
+    clean, level = despeckle_kernel(smeared)  # one connected piece: untouched
+    assert level == 0.0 and np.allclose(clean.double().numpy(), smeared, atol=1e-7)
+
+
+def test_refinement_reports_the_despeckling_and_does_not_count_the_kernel_kept(shake):
+    _, noisy = _speckled(shake)
+    x = _camera(96, 60, 180)
+    y = _circular_8bit(x, shake)
+    quick = KernelRefinementConfig(scale=False, rotation=False, smear=False, outer_iterations=0)
+    r = refine_kernel(y, torch.from_numpy(noisy).float(), quick)
+    assert r.despeckled > 0 and not r.kept and "specks" in r.summary()
+    r = refine_kernel(y, torch.from_numpy(noisy).float(), KernelRefinementConfig(
+        despeckle=False, scale=False, rotation=False, smear=False, outer_iterations=0))
+    assert r.despeckled == 0 and r.kept
+
+
+@pytest.fixture(scope="module")
+def too_long(shake):
+    """The camera crop blurred (circular, 8-bit) by the shake kernel, and that kernel 15 % too long."""
+    y = _circular_8bit(_camera(128, 60, 180), shake)
+    return y, torch.from_numpy(perturb_kernel(shake, length=0.15 * kernel_length(shake.numpy()))).float()
+
+
+def test_length_search_takes_a_small_gain_only_where_gcv_confirms_it(too_long):
+    """With the full margin just above the shortening's gain, k̂ is kept; with the smaller margin the shortening is
+    taken if GCV confirms it (here it halves: ≤ ×0.9), and a stricter confirmation (×0.3) keeps k̂, undisputed."""
+    from restore.semiblind.kernel_refinement import gaussian_marginal_nll, gcv_score
+    from restore.semiblind.plug_and_play import estimate_noise_sigma
+
+    y, k_hat = too_long
+    found = search_scale(y, k_hat)
+    assert found.factor < 0.95 and not found.disputed
+    sigma = max(estimate_noise_sigma(y), KernelRefinementConfig().sigma_floor)
+    gain = gaussian_marginal_nll(y, k_hat, sigma, max_frequency=0.15) - gaussian_marginal_nll(
+        y, found.kernel, sigma, max_frequency=0.15)
+    assert gain > 0.005 and gcv_score(y, found.kernel, 0.25) < 0.6 * gcv_score(y, k_hat, 0.25)
+    above = gain + 0.01
+    strict = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, scale_margin_agreed=above))
+    assert strict.factor == 1.0 and strict.kernel is k_hat
+    agreed = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above))
+    assert agreed.factor < 0.95 and not agreed.disputed
+    unconfirmed = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, gcv_agreement=0.3))
+    assert unconfirmed.factor == 1.0 and not unconfirmed.disputed
+    # the kernel taken is the bicubic resampling (the candidates were scored bilinear)
+    bicubic = rescale_kernel(k_hat.double().numpy(), agreed.factor, across=agreed.across, mode="bicubic")
+    assert torch.allclose(agreed.kernel, torch.from_numpy(bicubic).float())
+    bilinear = rescale_kernel(k_hat.double().numpy(), agreed.factor, across=agreed.across)
+    assert not np.allclose(bicubic, bilinear)
