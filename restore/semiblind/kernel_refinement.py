@@ -81,8 +81,8 @@ class KernelRefinementConfig:
     scale_margin: float = 0.015  # nats/px (low band) a rescaled k̂ must gain over k̂ as given ...
     scale_margin_rotated: float = 0.04  # ... and after a rotation (a resampled kernel "gains" by shrinking)
     # ... or this much (k̂ not rotated) where GCV agrees clearly: the rescaling lowers it to ≤ gcv_agreement × k̂'s
-    # (dev: a 13–15-px kernel 15 % too long gains 0.008–0.013 with GCV ×0.50–0.89; exact kernels' best rescaling
-    # gains ≤ 0.002 and raises GCV)
+    # (dev: the 17-px kernel 15 % too long gained 0.008–0.013 in 6 of 16 runs, 5 with GCV ×0.50–0.89; exact
+    # kernels' best rescaling gained ≤ 0.002 and did not lower GCV)
     scale_margin_agreed: float = 0.005
     gcv_agreement: float = 0.9
     scale_max_frequency: float | None = 0.15  # the likelihood on |ω| ≤ this (cycles/px) only: the length shows there
