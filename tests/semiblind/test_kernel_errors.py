@@ -1,4 +1,5 @@
-"""Issue #29: a speckled k̂ (a raw blind estimate) is cleaned, and a too-long k̂ is shortened on a finer grid."""
+"""Issue #29: a speckled k̂ (a raw blind estimate) is cleaned; a too-long k̂ is shortened on a smaller gain where GCV
+confirms it, and the kernel taken is resampled bicubic."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tests.semiblind.test_noise_aware import _camera, _circular_8bit
 
 @pytest.fixture(scope="module")
 def shake() -> torch.Tensor:
-    """A 19-px camera-shake kernel (Boracchi & Foi's model, seeded)."""
+    """A camera-shake kernel (Boracchi & Foi's model, seeded: 19 × 19, a 17-px path)."""
     return camera_shake_kernel(torch.Generator().manual_seed(0), anxiety=0.005, exposure=(0.5, 1.0), size=(13, 27))
 
 
