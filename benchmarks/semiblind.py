@@ -74,12 +74,14 @@ def circular_rl(y: torch.Tensor, k: torch.Tensor, iterations: int) -> torch.Tens
     return x.clamp(0, 1)
 
 
+def _centre_offset(a: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(dy, dx) px from a kernel's grid centre to its centroid."""
+    return np.array(kernel_centroid(a)) - (np.array(a.shape) - 1) / 2
+
+
 def place_like(k_hat: np.ndarray, k: np.ndarray) -> torch.Tensor:
     """k̂ on an odd square, shifted (integer) so that its centroid's offset from the centre is k's."""
-    def offset(a: np.ndarray) -> np.ndarray:
-        return np.array(kernel_centroid(a)) - (np.array(a.shape) - 1) / 2
-
-    dy, dx = np.round(offset(k) - offset(k_hat)).astype(int)
+    dy, dx = np.round(_centre_offset(k) - _centre_offset(k_hat)).astype(int)
     pad = int(max(abs(dy), abs(dx)))
     out = np.roll(np.pad(k_hat, pad), (dy, dx), axis=(0, 1))
     return torch.from_numpy(out / out.sum()).float()
@@ -89,10 +91,7 @@ def centroid_offset(k_hat: torch.Tensor, k: torch.Tensor) -> tuple[float, float]
     """(dy, dx) px from k's centroid to k̂'s, both measured from their grids' centres: after :func:`place_like`, the
     sub-pixel translation k̂ carries. A restoration centred on k̂ is shifted by it, and translation cannot be told
     from y (k shifted by t and x by −t give the same y), so no method given k̂ undoes it."""
-    def offset(a: torch.Tensor) -> np.ndarray:
-        return np.array(kernel_centroid(a)) - (np.array(a.shape) - 1) / 2
-
-    dy, dx = offset(k_hat.double()) - offset(k.double())
+    dy, dx = _centre_offset(k_hat.double()) - _centre_offset(k.double())
     return float(dy), float(dx)
 
 
@@ -179,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             if "length_fraction" in pert:
                 pert["length"] = pert.pop("length_fraction") * kernel_length(k.numpy())
             kh = k if not pert else place_like(perturb_kernel(k, **pert, seed=0), k.double().numpy())
+            dy, dx = centroid_offset(kh, k)
             for sigma in args.noise:
                 ty = observe(tuning, k, sigma)  # the baselines' settings, chosen on a separate image
                 reg = max(WIENER_REGS, key=lambda r: psnr(circular_wiener(ty, kh, r), tuning))
@@ -188,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
                     y = observe(gt, k, sigma)
                     x_star = max((circular_wiener(y, k, r) for r in WIENER_REGS), key=lambda x: psnr(x, gt))
                     w_star = psnr(x_star, gt)
-                    dy, dx = centroid_offset(kh, k)
                     tuned = max(psnr(circular_wiener(y, kh, reg), gt), psnr(circular_rl(y, kh, its), gt))
                     t = time.perf_counter()
                     result = deblur_semiblind(y, kh, refine_kernel=not args.no_refine, prior=args.prior,
