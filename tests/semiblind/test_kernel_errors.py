@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import binary_dilation, label
-from scipy.signal import fftconvolve
 
 from restore.data.camera_shake import camera_shake_kernel
-from restore.data.kernels import gaussian_kernel
 from restore.semiblind import (
     KernelRefinementConfig,
     despeckle_kernel,
@@ -21,6 +19,7 @@ from restore.semiblind import (
 )
 from restore.semiblind.kernels import rescale_kernel
 from tests.semiblind.test_noise_aware import _camera, _circular_8bit
+from tests.semiblind.test_smear import _smeared
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +28,18 @@ def shake() -> torch.Tensor:
     return camera_shake_kernel(torch.Generator().manual_seed(0), anxiety=0.005, exposure=(0.5, 1.0), size=(13, 27))
 
 
-def _speckled(k: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """k smeared by a 1-px Gaussian (on a grid grown by 4 px), and that plus 10 %-of-max noise on its support grown
-    by 2 px, clipped at 0 (a raw blind estimate, as perturb_kernel's ``noise`` makes it)."""
-    smeared = fftconvolve(np.pad(k.double().numpy(), 4), gaussian_kernel(7, 1.0).double().numpy(), mode="same")
-    smeared = smeared.clip(0) / smeared.clip(0).sum()
+def _speckled(k: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k smeared by a 1-px Gaussian, that plus 10 %-of-max noise on its support grown by 2 px, clipped at 0 (a raw
+    blind estimate, as perturb_kernel's ``noise`` makes it), and k, all on k's grid grown by 4 px."""
+    smeared, true = (t.double().numpy() for t in _smeared(k.double().numpy(), 1.0))
     near = binary_dilation(smeared > 0.01 * smeared.max(), iterations=2)
     noise = 0.1 * smeared.max() * np.random.default_rng(seed).standard_normal(smeared.shape) * near
     noisy = (smeared + noise).clip(0)
-    return smeared, noisy / noisy.sum()
+    return smeared, noisy / noisy.sum(), true
 
 
 def test_despeckle_clears_a_noisy_estimates_specks_and_leaves_a_clean_kernel(shake):
-    smeared, noisy = _speckled(shake)
+    smeared, noisy, true = _speckled(shake)
     assert label(noisy >= 0.05 * noisy.max(), structure=np.ones((3, 3)))[1] > 1  # specks beside the path
     out, level = despeckle_kernel(noisy)
     assert 0 < level <= 0.2
@@ -49,14 +47,13 @@ def test_despeckle_clears_a_noisy_estimates_specks_and_leaves_a_clean_kernel(sha
     assert (out[noisy <= level * noisy.max()] == 0).all() and out.sum() == pytest.approx(1, abs=1e-6)
     path = smeared >= 0.05 * smeared.max()
     assert out[~path].sum() < 0.35 * noisy[~path].sum()  # the speckle beside the path: mostly gone
-    true = np.pad(shake.double().numpy(), 4)
     assert np.linalg.norm(out - true) < np.linalg.norm(noisy - true)
     clean, level = despeckle_kernel(smeared)  # one connected piece: untouched
     assert level == 0.0 and np.allclose(clean.double().numpy(), smeared, atol=1e-7)
 
 
 def test_refinement_reports_the_despeckling_and_does_not_count_the_kernel_kept(shake):
-    _, noisy = _speckled(shake)
+    noisy = _speckled(shake)[1]
     x = _camera(96, 60, 180)
     y = _circular_8bit(x, shake)
     quick = KernelRefinementConfig(scale=False, rotation=False, smear=False, outer_iterations=0)
