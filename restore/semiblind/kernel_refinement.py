@@ -412,7 +412,7 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
     k = resampled(best)
     noise = estimate_noise_level(gray, k)
     if cfg.scale_smear_steps and cfg.smear and noise <= cfg.smear_max_noise:
-        # the low band places the factor only to ~±0.0125 (dev: 0.85–0.8875 for 1/1.15), and a thin path's
+        # the low band places the factor only to ~±0.0125 (dev: 0.825–0.8875 for 1/1.15), and a thin path's
         # deconvolution is sensitive to it (0.0125 off: up to 3 dB); the full band is precise but reads a smear as
         # a shorter path, unless the smear is taken out first: the factor of the most likely unsmeared kernel.
         # It also picks between along-only and proportional (it sees the width; dev: the low band kept 4 of 20
