@@ -1,5 +1,5 @@
 """Issue #29: a speckled k̂ (a raw blind estimate) is cleaned; a too-long k̂ is shortened on a smaller gain where GCV
-confirms it, and the kernel taken is resampled bicubic."""
+confirms it, the kernel taken is resampled bicubic, and its factor is placed by the unsmeared full-band likelihood."""
 
 from __future__ import annotations
 
@@ -85,14 +85,39 @@ def test_length_search_takes_a_small_gain_only_where_gcv_confirms_it(too_long):
         y, found.kernel, sigma, max_frequency=0.15)
     assert gain > 0.005 and gcv_score(y, found.kernel, 0.25) < 0.6 * gcv_score(y, k_hat, 0.25)
     above = gain + 0.01
-    strict = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, scale_margin_agreed=above))
+    low_band = {"scale_smear_steps": 0}  # the margins act before the full-band placement (tested below)
+    strict = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, scale_margin_agreed=above, **low_band))
     assert strict.factor == 1.0 and strict.kernel is k_hat
-    agreed = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above))
+    agreed = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, **low_band))
     assert agreed.factor < 0.95 and not agreed.disputed
-    unconfirmed = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, gcv_agreement=0.3))
+    unconfirmed = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, gcv_agreement=0.3, **low_band))
     assert unconfirmed.factor == 1.0 and not unconfirmed.disputed
     # the kernel taken is the bicubic resampling (the candidates were scored bilinear)
     bicubic = rescale_kernel(k_hat.double().numpy(), agreed.factor, across=agreed.across, mode="bicubic")
     assert torch.allclose(agreed.kernel, torch.from_numpy(bicubic).float())
     bilinear = rescale_kernel(k_hat.double().numpy(), agreed.factor, across=agreed.across)
-    assert not np.allclose(bicubic, bilinear)
+    assert bicubic.shape != bilinear.shape or not np.allclose(bicubic, bilinear)
+
+
+def test_length_search_places_the_factor_by_the_unsmeared_full_band_likelihood(monkeypatch):
+    """k̂ 15 % too long in both directions (true factor 1/1.15 ≈ 0.870). On this 128² crop the low band alone puts
+    the factor a step and a half off (0.85); the last step picks, within ±0.025 of it, the factor whose kernel, its
+    smear taken out, the full band finds most likely: proportional still (along = across), and closer to 1/1.15.
+    On a noisy y (the smear search's gate) the step is skipped."""
+    k = camera_shake_kernel(torch.Generator().manual_seed(7), anxiety=0.005, exposure=(0.5, 1.0), size=(13, 27))
+    y = _circular_8bit(_camera(128, 60, 180), k)
+    k_hat = torch.from_numpy(perturb_kernel(k, length=0.15 * kernel_length(k.numpy()))).float()
+    truth = 1 / 1.15
+    low_band = search_scale(y, k_hat, KernelRefinementConfig(scale_smear_steps=0))
+    found = search_scale(y, k_hat)
+    assert found.factor == found.across and low_band.factor == low_band.across
+    assert abs(found.factor - truth) < abs(low_band.factor - truth) - 0.01
+    assert abs(found.factor - low_band.factor) <= 0.025 + 1e-9
+    import restore.semiblind.kernel_refinement as refinement
+
+    def no_smear_search(*args, **kwargs):
+        raise AssertionError("the full-band placement ran on a noisy y")
+
+    monkeypatch.setattr(refinement, "_unsmeared", no_smear_search)
+    noisy = (y + 0.02 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert search_scale(noisy, k_hat).factor < 1.0
