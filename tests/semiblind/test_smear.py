@@ -86,3 +86,18 @@ def test_angle_search_refines_below_the_grid_step(scene, kernel):
     k_hat = torch.from_numpy(rotate_kernel(kernel, 20.0)).float()
     _, angle = search_rotation(y, k_hat, refinements=2)
     assert abs(angle + 20) < 1.25
+
+
+@pytest.mark.parametrize("shape, sigma", [((23, 23), 0.7), ((31, 17), 2.0)])
+def test_unsmear_kernels_circulant_products_are_the_fft_filter(shape, sigma):
+    """unsmear_kernel applies the Gaussian by a circulant matrix per axis: the same operator as filtering by its
+    transfer function on the FFT grid."""
+    from restore.semiblind.kernels import _circulant_gaussian
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    (g_y, gg_y), (g_x, gg_x) = _circulant_gaussian(shape[0], sigma), _circulant_gaussian(shape[1], sigma)
+    wy = torch.fft.fftfreq(shape[0], dtype=torch.float64)[:, None]
+    wx = torch.fft.fftfreq(shape[1], dtype=torch.float64)[None]
+    g = torch.exp(-2 * np.pi**2 * sigma**2 * (wy**2 + wx**2))
+    assert torch.allclose(g_y @ x @ g_x.T, torch.fft.ifft2(g * torch.fft.fft2(x)).real, atol=1e-12)
+    assert torch.allclose(gg_y @ x @ gg_x.T, torch.fft.ifft2(g * g * torch.fft.fft2(x)).real, atol=1e-12)
