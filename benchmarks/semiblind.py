@@ -106,23 +106,38 @@ def fourier_shift(x: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.fft2(x.double()) * phase).real.to(x.dtype)
 
 
+def _window(x: torch.Tensor, gt: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """x's frame moved by (dy, dx) whole pixels, cropped by ``BORDER`` like gt's, clamped to [0, 1]."""
+    h, w, b = gt.shape[-2], gt.shape[-1], BORDER
+    return x[..., b + dy : h - b + dy, b + dx : w - b + dx].clamp(0, 1)
+
+
+def _psnr_framed(a: torch.Tensor, gt: torch.Tensor) -> float:
+    """PSNR of a frame from :func:`_window` against gt cropped by ``BORDER``."""
+    h, w, b = gt.shape[-2], gt.shape[-1], BORDER
+    return float(10 * torch.log10(1 / ((a - gt[..., b : h - b, b : w - b]) ** 2).mean()))
+
+
 def psnr(x: torch.Tensor, gt: torch.Tensor, dy: int = 0, dx: int = 0) -> float:
     """PSNR of x moved by (dy, dx) whole pixels against gt, both cropped by ``BORDER``."""
-    h, w, b = gt.shape[-2], gt.shape[-1], BORDER
-    a = x[..., b + dy : h - b + dy, b + dx : w - b + dx].clamp(0, 1)
-    return float(10 * torch.log10(1 / ((a - gt[..., b : h - b, b : w - b]) ** 2).mean()))
+    return _psnr_framed(_window(x, gt, dy, dx), gt)
+
+
+def _best_shift(x: torch.Tensor, gt: torch.Tensor) -> tuple[int, int]:
+    """The whole-pixel shift within ±``BORDER`` of highest PSNR."""
+    shifts = [(dy, dx) for dy in range(-BORDER, BORDER + 1) for dx in range(-BORDER, BORDER + 1)]
+    return max(shifts, key=lambda d: psnr(x, gt, *d))
 
 
 def aligned(x: torch.Tensor, gt: torch.Tensor) -> float:
     """PSNR after the best integer shift within ±``BORDER`` (the issue's protocol)."""
-    return max(psnr(x, gt, dy, dx) for dy in range(-BORDER, BORDER + 1) for dx in range(-BORDER, BORDER + 1))
+    return psnr(x, gt, *_best_shift(x, gt))
 
 
 def aligned_quarter(x: torch.Tensor, gt: torch.Tensor) -> float:
     """Levin et al.'s ``comp_upto_shift`` (the protocol of SelfDeblur's Levin-set numbers): the best shift on a
     ¼-px grid, x resampled bilinearly; searched within ±¾ px of the best integer shift."""
-    iy, ix = max(((dy, dx) for dy in range(-BORDER, BORDER + 1) for dx in range(-BORDER, BORDER + 1)),
-                 key=lambda d: psnr(x, gt, *d))
+    iy, ix = _best_shift(x, gt)
     best = psnr(x, gt, iy, ix)
     for fy in np.arange(-0.75, 0.76, 0.25):
         for fx in np.arange(-0.75, 0.76, 0.25):
@@ -130,15 +145,9 @@ def aligned_quarter(x: torch.Tensor, gt: torch.Tensor) -> float:
             if not (fy or fx) or min(y0, x0) < -BORDER or max(y0, x0) + 1 > BORDER:
                 continue
             wy, wx = iy + fy - y0, ix + fx - x0
-            h, w, b = gt.shape[-2], gt.shape[-1], BORDER
-
-            def window(oy: int, ox: int) -> torch.Tensor:
-                return x[..., b + oy : h - b + oy, b + ox : w - b + ox].clamp(0, 1)
-
-            a = ((1 - wy) * ((1 - wx) * window(y0, x0) + wx * window(y0, x0 + 1))
-                 + wy * ((1 - wx) * window(y0 + 1, x0) + wx * window(y0 + 1, x0 + 1)))
-            err = ((a - gt[..., b : h - b, b : w - b]) ** 2).mean()
-            best = max(best, float(10 * torch.log10(1 / err)))
+            a = ((1 - wy) * ((1 - wx) * _window(x, gt, y0, x0) + wx * _window(x, gt, y0, x0 + 1))
+                 + wy * ((1 - wx) * _window(x, gt, y0 + 1, x0) + wx * _window(x, gt, y0 + 1, x0 + 1)))
+            best = max(best, _psnr_framed(a, gt))
     return best
 
 

@@ -410,8 +410,7 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
 
     gray = y.float().mean(1, keepdim=True)
     k = resampled(best)
-    noise = estimate_noise_level(gray, k)
-    if cfg.scale_smear_steps and cfg.smear and noise <= cfg.smear_max_noise:
+    if cfg.scale_smear_steps and cfg.smear and (noise := estimate_noise_level(gray, k)) <= cfg.smear_max_noise:
         # the low band places the factor only to ~±0.0125 (dev: 0.825–0.8875 for 1/1.15), and a thin path's
         # deconvolution is sensitive to it (0.0125 off: up to 3 dB); the full band is precise but reads a smear as
         # a shorter path, unless the smear is taken out first: the factor of the most likely unsmeared kernel.
