@@ -1,5 +1,6 @@
-"""Issue #29: a speckled k̂ (a raw blind estimate) is cleaned; a too-long k̂ is shortened on a smaller gain where GCV
-confirms it, the kernel taken is resampled bicubic, and its factor is placed by the unsmeared full-band likelihood."""
+"""Issue #29: a speckled k̂ (a raw blind estimate) is cleaned; a too-long k̂ is shortened on a smaller gain, or
+without the sharpened rivals' lead, where GCV confirms it, the kernel taken is resampled bicubic, and its factor is
+placed by the unsmeared full-band likelihood."""
 
 from __future__ import annotations
 
@@ -97,6 +98,18 @@ def test_length_search_takes_a_small_gain_only_where_gcv_confirms_it(too_long):
     assert torch.allclose(agreed.kernel, torch.from_numpy(bicubic).float())
     bilinear = rescale_kernel(k_hat.double().numpy(), agreed.factor, across=agreed.across)
     assert bicubic.shape != bilinear.shape or not np.allclose(bicubic, bilinear)
+
+
+def test_a_clear_gcv_confirmation_waives_the_rivals_lead(too_long):
+    """The sharpened rivals' lead (the rescaling must beat k̂^p by it) is waived where GCV drops to ≤
+    ``gcv_confirmation`` × k̂'s (here < 0.6, above): with a lead no rescaling could clear, the shortening is still
+    taken; not with the waiver off, nor for a k̂ that a rotation resampled."""
+    y, k_hat = too_long
+    no_lead = {"rival_margin": 1.0, "rival_clear_gain": 1.0, "scale_smear_steps": 0}
+    assert search_scale(y, k_hat, KernelRefinementConfig(**no_lead)).factor < 0.95
+    assert search_scale(y, k_hat, KernelRefinementConfig(**no_lead, gcv_confirmation=0.0)).factor == 1.0
+    rotated = KernelRefinementConfig(**no_lead, scale_margin_rotated=0.0)
+    assert search_scale(y, k_hat, rotated, rotated=True).factor == 1.0
 
 
 def test_length_search_places_the_factor_by_the_unsmeared_full_band_likelihood(monkeypatch):

@@ -77,15 +77,39 @@ def test_refinement_reports_the_smear_it_took_out_and_the_switch_reaches_it(scen
     assert off.unsmeared == 0.0 and off.kept
 
 
-def test_angle_search_refines_below_the_grid_step(scene, kernel):
-    """Two refinements of the 7.5° grid: a 20° error is undone to within 1.875°/2, not the 3.75° lattice's 1.25°."""
+@pytest.mark.parametrize("refinements, tolerance", [(2, 1.25), (4, 0.47)])
+def test_angle_search_refines_below_the_grid_step(scene, kernel, refinements, tolerance):
+    """Each refinement halves the 7.5° grid's step: a 20° error is undone to within 1.875° (two) or 0.47° (four,
+    the default), not the 3.75° lattice's 1.25° or the 1.875° lattice's 1.25° again."""
     from restore.semiblind.kernel_refinement import search_rotation
     from restore.semiblind.kernels import rotate_kernel
 
     x, k, y = scene
     k_hat = torch.from_numpy(rotate_kernel(kernel, 20.0)).float()
-    _, angle = search_rotation(y, k_hat, refinements=2)
-    assert abs(angle + 20) < 1.25
+    _, angle = search_rotation(y, k_hat, refinements=refinements)
+    assert abs(angle + 20) < tolerance
+
+
+def test_angle_search_does_not_refine_below_its_zero_resolution_around_k_hat(scene, kernel, monkeypatch):
+    """Around 0° (k̂ itself, the one candidate not resampled) the refinements stop at ``zero_resolution``: with the
+    exact kernel the search stays at 0° and scores no angle below 1.875°; without the floor it goes finer."""
+    import restore.semiblind.kernels as kernels
+    from restore.semiblind.kernel_refinement import search_rotation
+
+    x, k, y = scene
+    scored, rotate = [], kernels.rotate_kernel
+
+    def recording(kernel, angle, mode="bicubic"):
+        scored.append(abs(angle))
+        return rotate(kernel, angle, mode)
+
+    monkeypatch.setattr(kernels, "rotate_kernel", recording)
+    k_exact = torch.from_numpy(kernel).float()
+    assert search_rotation(y, k_exact, refinements=4, zero_resolution=1.875)[1] == 0.0
+    assert min(scored) == pytest.approx(1.875)
+    scored.clear()
+    search_rotation(y, k_exact, refinements=4)
+    assert min(scored) < 1.875
 
 
 @pytest.mark.parametrize("shape, sigma", [((23, 23), 0.7), ((31, 17), 2.0)])
