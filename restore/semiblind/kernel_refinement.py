@@ -95,8 +95,9 @@ class KernelRefinementConfig:
     sharpen_powers: tuple[float, ...] = (1.5, 2.0, 3.0)  # rival explanations of a thick k̂: k̂^p
     rival_margin: float = 0.01  # nats/px the rescaling must beat every rival by ...
     rival_clear_gain: float = 0.04  # ... unless it gains this much over k̂ (then beating them is enough)
-    # ... or (k̂ not rotated) where GCV drops to ≤ this × k̂'s (dev, 40 runs each: paths 15 % too long 0.18–0.52,
-    # three of them kept by the lead, −12 to −14 dB; the best rescaling of exact, smeared and blind-style k̂s ≥ 0.77)
+    # ... or (k̂ not rotated) where GCV drops to ≤ this × k̂'s (dev, 40 runs per kind: paths 15 % too long 0.18–0.52,
+    # the best rescaling of exact, smeared and blind-style k̂s ≥ 0.77; the lead had kept 3 of 60 too-long paths, −12 to
+    # −14 dB)
     gcv_confirmation: float = 0.6
     gcv_max_frequency: float | None = 0.25  # the rescaling must lower GCV on |ω| ≤ this too (None: no GCV check)
     scale_first: bool | None = None  # rescale then rotate (True), the other way (False), or both, the more likely
@@ -107,11 +108,12 @@ class KernelRefinementConfig:
     # which its thresholds were set: bicubic scores missed a 15-px-too-long line)
     resampling: str = "bicubic"
     max_angle: float = 45.0
-    # local refinements of the 7.5° grid's optimum, by 3.75°, 1.875°, … down to 0.47° (dev, 12 runs each: 1.875° left
-    # 20° at 18.75–20.6°; 0.47° gained 0.53 dB on rot20, 0.56 on rot20 + smear 0.7, −0.08 on rot30, on its grid) ...
+    # local refinements of the 7.5° grid's optimum, by 3.75°, 1.875°, … down to 0.47° (dev, 12 runs per cell, mean
+    # gap: 1.875° left 20° at 18.75–20.6°; 0.47° with the floor below: rot20 −2.18 → −1.65, rot20 + smear 0.7
+    # −2.35 → −1.79, rot30 −1.10 → −1.30, as 30° lies on the coarse grid) ...
     rotation_refinements: int = 4
     # ... but none below this while the optimum is k̂ itself (dev: refined around 0°, smeared k̂s were turned by
-    # 0.47–0.94° in 12 of 24 runs, smear 1.5: −1.22 → −2.07 dB mean gap)
+    # 0.47–0.94° in 11 of 24 runs, smear 1.5: −1.22 → −2.07 dB mean gap)
     rotation_zero_resolution: float = 1.875
     # the smear search (:func:`search_smear`), after steps 1–2: their resampling smears a thin path too, and searched
     # before them it took 1.9–2 px out of a wrongly rotated k̂ (dev), which then misled them
