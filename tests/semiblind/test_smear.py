@@ -79,8 +79,8 @@ def test_refinement_reports_the_smear_it_took_out_and_the_switch_reaches_it(scen
 
 @pytest.mark.parametrize("refinements, tolerance", [(2, 1.25), (4, 0.47)])
 def test_angle_search_refines_below_the_grid_step(scene, kernel, refinements, tolerance):
-    """Each refinement halves the 7.5° grid's step: a 20° error is undone to within 1.875° (two) or 0.47° (four,
-    the default), not the 3.75° lattice's 1.25° or the 1.875° lattice's 1.25° again."""
+    """Each refinement halves the 7.5° grid's step: with two (1.875° steps) a 20° error is undone closer than the
+    3.75° lattice's 18.75°, with four (0.47° steps, the default) to within 0.47°."""
     from restore.semiblind.kernel_refinement import search_rotation
     from restore.semiblind.kernels import rotate_kernel
 
