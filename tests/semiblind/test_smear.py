@@ -126,3 +126,40 @@ def test_unsmear_kernels_circulant_products_are_the_fft_filter(shape, sigma):
     g = torch.exp(-2 * np.pi**2 * sigma**2 * (wy**2 + wx**2))
     assert torch.allclose(g_y @ x @ g_x.T, torch.fft.ifft2(g * torch.fft.fft2(x)).real, atol=1e-12)
     assert torch.allclose(gg_y @ x @ gg_x.T, torch.fft.ifft2(g * g * torch.fft.fft2(x)).real, atol=1e-12)
+
+
+def test_angle_search_centred_elsewhere_stays_within_reach_and_scores_k_hat_there(scene, kernel, monkeypatch):
+    """``centre`` moves the grid: around −1.875° with a reach of 3.75° the exact kernel (0°, k̂ itself, scored
+    because it lies within reach) wins and nothing beyond the reach is scored; around −17° the search finds the 20°
+    error."""
+    import restore.semiblind.kernels as kernels
+    from restore.semiblind.kernel_refinement import search_rotation
+
+    x, k, y = scene
+    scored, rotate = [], kernels.rotate_kernel
+
+    def recording(kernel, angle, mode="bicubic"):
+        scored.append(angle)
+        return rotate(kernel, angle, mode)
+
+    monkeypatch.setattr(kernels, "rotate_kernel", recording)
+    k_exact = torch.from_numpy(kernel).float()
+    assert search_rotation(y, k_exact, 3.75, 3.75, refinements=3, zero_resolution=1.875, centre=-1.875)[1] == 0.0
+    assert -5.625 <= min(scored) and max(scored) <= 1.875
+    k_hat = torch.from_numpy(rotate(kernel, 20.0)).float()
+    _, angle = search_rotation(y, k_hat, 3.75, 3.75, refinements=3, centre=-17.0)
+    assert abs(angle + 20) < 1.0
+
+
+def test_a_smeared_kernel_that_the_angle_search_turned_comes_back_unturned(scene, kernel):
+    """k̂ smeared by 1.5 px, its angle right: the angle search, which sees the smear, turns it (by −1.41° here);
+    the smear check, rescoring the angle on k̂ unsmeared before rotation (where 0° is k̂ itself), turns it back.
+    Without the check the turn stays."""
+    from dataclasses import replace
+
+    x, k, y = scene
+    smeared, _ = _smeared(kernel, 1.5)
+    cfg = KernelRefinementConfig(outer_iterations=0, scale=False)
+    refined = refine_kernel(y, smeared, cfg)
+    assert refined.angle == 0.0 and refined.unsmeared >= 1.3
+    assert refine_kernel(y, smeared, replace(cfg, smear_rotation_check=False)).angle != 0.0
