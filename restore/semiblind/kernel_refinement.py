@@ -22,7 +22,8 @@ Three steps, a clean-up before them and a smear search between the second and th
    best (maximum likelihood over kernels of equal spread);
 2b. :func:`search_smear`: take out of the kernel the Gaussian smear (a smeared estimate's, or the resampling's of
    steps 1–2) of highest full-band marginal likelihood, on a noise-free y; if one is taken, the angle is searched
-   once more within ±3.75° (a smear biases step 2 towards small rotations);
+   once more within ±3.75° (a smear biases step 2 towards small rotations; near 0°, on k̂ unsmeared before it is
+   rotated, so that 0° is k̂ itself);
 3. free-form refinement on k̂'s support grown by a margin, alternating (Perrone & Favaro, "Total variation
    blind deconvolution: the devil is in the details", CVPR 2014, Alg. 1; Cho & Lee, "Fast motion
    deblurring", SIGGRAPH Asia 2009, Eq. 8 for the gradient-domain k-step)
@@ -118,7 +119,8 @@ class KernelRefinementConfig:
     # the smear search (:func:`search_smear`), after steps 1–2: their resampling smears a thin path too, and searched
     # before them it took 1.9–2 px out of a wrongly rotated k̂ (dev), which then misled them
     smear: bool = True
-    smear_rotation_check: bool = True  # re-search the angle of an unsmeared kernel locally (±3.75°)
+    # re-search the angle of an unsmeared kernel locally (±3.75°; near 0°, rotations of k̂ unsmeared before rotating)
+    smear_rotation_check: bool = True
     smear_sigmas: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 21))  # Gaussian σ (px) tried
     smear_prior_exponent: float = 3.6  # γ of the likelihood's image spectrum A/|ω|^γ (see search_smear)
     smear_margin: float = 0.001  # nats/px the unsmeared kernel must gain over k̂
@@ -635,7 +637,7 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
             turned = turned if rescore else angle + turned
             if turned != angle:
                 k_searched, smear = search_smear(y, k_turned.to(y.device), cfg)
-                smears = [smears[0], smear]
+                smears.append(smear)
                 angle = turned
     unsmeared = math.sqrt(sum(s * s for s in smears))  # Gaussian smears add in variance
     # no smear taken out, no rescaling, no rotation, and no dispute between the length search's two criteria
