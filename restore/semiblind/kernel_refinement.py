@@ -544,7 +544,19 @@ class _Searched(NamedTuple):
     across: float
     angle: float
     disputed: bool
-    unrotated: torch.Tensor  # k̂ with the rescaling only (what the angle resamples)
+
+
+def _unrotated(k_hat: torch.Tensor, searched: _Searched, cfg: KernelRefinementConfig) -> torch.Tensor:
+    """k̂ with ``searched``'s rescaling only, the kernel its angle resamples (the principal axis turns with the
+    kernel, so rescaling and rotation commute)."""
+    from restore.semiblind.kernels import rescale_kernel
+
+    if not searched.angle:
+        return searched.kernel
+    if (searched.factor, searched.across) == (1.0, 1.0):
+        return k_hat
+    return torch.from_numpy(rescale_kernel(k_hat.detach().double().cpu().numpy(), searched.factor,
+                                           across=searched.across, mode=cfg.resampling)).float().to(k_hat.device)
 
 
 def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: KernelRefinementConfig,
@@ -567,8 +579,6 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
             rotated[id(k)] = (k, k_rot.to(k_hat.device), angle)
         return rotated[id(k)][1:]
 
-    from restore.semiblind.kernels import rescale_kernel
-
     results = []
     for order in orders:
         k, factor, across, angle, disputed = k_hat, 1.0, 1.0, 0.0, False
@@ -578,10 +588,7 @@ def _search_scale_and_rotation(y: torch.Tensor, k_hat: torch.Tensor, cfg: Kernel
                 k, factor, across, disputed = search_scale(y, k, cfg, sigma, rotated=k is not k_hat)
             if step == "rotation" and cfg.rotation:
                 k, angle = rotate(k)
-        unrotated = k if not angle else k_hat if (factor, across) == (1.0, 1.0) else torch.from_numpy(
-            rescale_kernel(k_hat.detach().double().cpu().numpy(), factor, across=across, mode=cfg.resampling)
-        ).float().to(k_hat.device)  # the principal axis turns with the kernel: rescaling commutes with rotation
-        results.append(_Searched(k, factor, across, angle, disputed, unrotated))
+        results.append(_Searched(k, factor, across, angle, disputed))
     if len(results) == 1:
         return results[0]
     s = max(sigma if sigma is not None else estimate_noise_sigma(y.float().mean(1, keepdim=True)), cfg.sigma_floor)
@@ -630,7 +637,7 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
             # 3 of 8 dev runs)
             reach = 3.75
             rescore = abs(angle) <= reach
-            base = unsmear_kernel(searched.unrotated, smear).to(y.device) if rescore else k_searched
+            base = unsmear_kernel(_unrotated(k_hat, searched, cfg), smear).to(y.device) if rescore else k_searched
             k_turned, turned = search_rotation(y, base, reach, reach, sigma, cfg.resampling,
                                                max(cfg.rotation_refinements - 1, 0), cfg.rotation_zero_resolution,
                                                centre=angle if rescore else 0.0)

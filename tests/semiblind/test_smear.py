@@ -77,6 +77,21 @@ def test_refinement_reports_the_smear_it_took_out_and_the_switch_reaches_it(scen
     assert off.unsmeared == 0.0 and off.kept
 
 
+@pytest.fixture
+def scored_angles(monkeypatch) -> list[float]:
+    """The angles the angle search resamples k̂ by (0°, k̂ itself, is not resampled), in order."""
+    import restore.semiblind.kernels as kernels
+
+    scored, rotate = [], kernels.rotate_kernel
+
+    def recording(kernel, angle, mode="bicubic"):
+        scored.append(angle)
+        return rotate(kernel, angle, mode)
+
+    monkeypatch.setattr(kernels, "rotate_kernel", recording)
+    return scored
+
+
 @pytest.mark.parametrize("refinements, tolerance", [(2, 1.25), (4, 0.47)])
 def test_angle_search_refines_below_the_grid_step(scene, kernel, refinements, tolerance):
     """Each refinement halves the 7.5° grid's step: with two (1.875° steps) a 20° error is undone closer than the
@@ -90,27 +105,19 @@ def test_angle_search_refines_below_the_grid_step(scene, kernel, refinements, to
     assert abs(angle + 20) < tolerance
 
 
-def test_angle_search_does_not_refine_below_its_zero_resolution_around_k_hat(scene, kernel, monkeypatch):
+def test_angle_search_does_not_refine_below_its_zero_resolution_around_k_hat(scene, kernel, scored_angles):
     """Around 0° (k̂ itself, the one candidate not resampled) the refinements stop at ``zero_resolution``: with the
     exact kernel the search stays at 0° and scores no angle below 1.875°; without the floor it goes finer."""
-    import restore.semiblind.kernels as kernels
     from restore.semiblind.kernel_refinement import search_rotation
 
     x, k, y = scene
-    scored, rotate = [], kernels.rotate_kernel
-
-    def recording(kernel, angle, mode="bicubic"):
-        scored.append(abs(angle))
-        return rotate(kernel, angle, mode)
-
-    monkeypatch.setattr(kernels, "rotate_kernel", recording)
     k_exact = torch.from_numpy(kernel).float()
     # a ±7.5° grid (three angles) is enough to see the refinements around 0°
     assert search_rotation(y, k_exact, 7.5, refinements=4, zero_resolution=1.875)[1] == 0.0
-    assert min(scored) == pytest.approx(1.875)
-    scored.clear()
+    assert min(map(abs, scored_angles)) == pytest.approx(1.875)
+    scored_angles.clear()
     search_rotation(y, k_exact, 7.5, refinements=4)
-    assert min(scored) < 1.875
+    assert min(map(abs, scored_angles)) < 1.875
 
 
 @pytest.mark.parametrize("shape, sigma", [((23, 23), 0.7), ((31, 17), 2.0)])
@@ -128,25 +135,18 @@ def test_unsmear_kernels_circulant_products_are_the_fft_filter(shape, sigma):
     assert torch.allclose(gg_y @ x @ gg_x.T, torch.fft.ifft2(g * g * torch.fft.fft2(x)).real, atol=1e-12)
 
 
-def test_angle_search_centred_elsewhere_stays_within_reach_and_scores_k_hat_there(scene, kernel, monkeypatch):
+def test_angle_search_centred_elsewhere_stays_within_reach_and_scores_k_hat_there(scene, kernel, scored_angles):
     """``centre`` moves the grid: around −1.875° with a reach of 3.75° the exact kernel (0°, k̂ itself, scored
     because it lies within reach) wins and nothing beyond the reach is scored; around −17° the search finds the 20°
     error."""
-    import restore.semiblind.kernels as kernels
     from restore.semiblind.kernel_refinement import search_rotation
+    from restore.semiblind.kernels import rotate_kernel
 
     x, k, y = scene
-    scored, rotate = [], kernels.rotate_kernel
-
-    def recording(kernel, angle, mode="bicubic"):
-        scored.append(angle)
-        return rotate(kernel, angle, mode)
-
-    monkeypatch.setattr(kernels, "rotate_kernel", recording)
     k_exact = torch.from_numpy(kernel).float()
     assert search_rotation(y, k_exact, 3.75, 3.75, refinements=3, zero_resolution=1.875, centre=-1.875)[1] == 0.0
-    assert -5.625 <= min(scored) and max(scored) <= 1.875
-    k_hat = torch.from_numpy(rotate(kernel, 20.0)).float()
+    assert -5.625 <= min(scored_angles) and max(scored_angles) <= 1.875
+    k_hat = torch.from_numpy(rotate_kernel(kernel, 20.0)).float()
     _, angle = search_rotation(y, k_hat, 3.75, 3.75, refinements=3, centre=-17.0)
     assert abs(angle + 20) < 1.0
 
