@@ -91,6 +91,9 @@ class KernelRefinementConfig:
     # kernels' best rescaling gained ≤ 0.002 and did not lower GCV)
     scale_margin_agreed: float = 0.005
     gcv_agreement: float = 0.9
+    # ... or this much where GCV confirms it clearly (≤ gcv_confirmation × k̂'s, below): the most an exact kernel's
+    # best rescaling gained on dev
+    scale_margin_confirmed: float = 0.002
     scale_max_frequency: float | None = 0.15  # the likelihood on |ω| ≤ this (cycles/px) only: the length shows there
     scale_isotropic: bool = True  # also score k̂ rescaled in both directions and thinned across the motion
     sharpen_powers: tuple[float, ...] = (1.5, 2.0, 3.0)  # rival explanations of a thick k̂: k̂^p
@@ -101,6 +104,10 @@ class KernelRefinementConfig:
     # −14 dB)
     gcv_confirmation: float = 0.6
     gcv_max_frequency: float | None = 0.25  # the rescaling must lower GCV on |ω| ≤ this too (None: no GCV check)
+    # among the rescalings this close (nats/px) to the low band's most likely, GCV picks (dev: a 15 %-too-long path
+    # with near-equal optima ×0.75 and ×0.85, 0.0005 apart, was kept for the first's GCV ratio 1.07; the second's
+    # is 0.40). 0: the most likely alone
+    scale_gcv_tie: float = 0.002
     scale_first: bool | None = None  # rescale then rotate (True), the other way (False), or both, the more likely
     # step 2, the angle search (:func:`search_rotation`)
     rotation: bool = True
@@ -342,9 +349,12 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
     :func:`~restore.semiblind.kernels.perturb_kernel`'s ``length`` error makes it) or thinned across it by
     ``scale_across_factors`` (none by default); the grid's optimum is refined within its family by
     ±``scale_refine_step``, then by half that, … (``scale_refinements`` times). A gain of only
-    ``scale_margin_agreed`` is enough (k̂ not rotated) where GCV (below) drops to ≤ ``gcv_agreement`` × k̂'s. On a
-    noise-free y the factor taken is then placed by the full band, within ±``scale_smear_steps`` of the last
-    refinement's steps, along-only or proportional: the rescaling whose kernel, its smear taken out
+    ``scale_margin_agreed`` is enough (k̂ not rotated) where GCV (below) drops to ≤ ``gcv_agreement`` × k̂'s, and
+    ``scale_margin_confirmed`` where it drops to ≤ ``gcv_confirmation`` × k̂'s; the rescaling so tested is, of those
+    within ``scale_gcv_tie`` nats/px of the low band's optimum, the one GCV prefers (the low band barely ranks some
+    paths' lengths: two optima a step apart can be near-equal). On a noise-free y the factor taken is then placed
+    by the full band, within ±``scale_smear_steps`` of the last refinement's steps, along-only or proportional:
+    the rescaling whose kernel, its smear taken out
     (:func:`search_smear`'s likelihood), is most likely. The kernel returned is resampled by ``resampling``. Low band
     only: a smeared k̂ lacks y's high frequencies and the full-band likelihood "repairs" that by shrinking it,
     while the length shows in the low band (a path of L px has its first spectral zero at 1/L cycles/px). Two
@@ -400,7 +410,13 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
     gain = reference - scores[best][0]
     ratio = None  # GCV of the rescaling / k̂'s
     if cfg.gcv_max_frequency is not None and gain > 0:
-        ratio = gcv_score(y, scores[best][1], cfg.gcv_max_frequency) / gcv_score(y, k_hat, cfg.gcv_max_frequency)
+        # the likelihood's near-ties (within scale_gcv_tie, inside the grid): the one GCV prefers
+        ties = [key for key, (nll, _) in scores.items() if key == best or key != (1.0, 1.0)
+                and grid[0] < key[0] < grid[-1] and nll <= scores[best][0] + cfg.scale_gcv_tie]
+        gcv = {key: gcv_score(y, scores[key][1], cfg.gcv_max_frequency) for key in ties}
+        best = min(gcv, key=gcv.get)
+        gain = reference - scores[best][0]
+        ratio = gcv[best] / gcv_score(y, k_hat, cfg.gcv_max_frequency)
     # a rival explanation of a thick k̂: the same path sharpened. If it beats every rescaling, k̂ is smeared rather
     # than too long: keep it (taking k̂^p itself lost PSNR). The lead is waived where GCV confirms the rescaling
     # clearly (k̂ not rotated)
@@ -411,6 +427,8 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
         if rival < scores[best][0] + lead:
             return kept
     agreed = margin if rotated or cfg.gcv_max_frequency is None else min(margin, cfg.scale_margin_agreed)
+    if confirmed:
+        agreed = min(agreed, cfg.scale_margin_confirmed)
     if gain < agreed:
         return kept
     if ratio is not None:

@@ -72,22 +72,30 @@ def too_long(shake):
     return y, torch.from_numpy(perturb_kernel(shake, length=0.15 * kernel_length(shake.numpy()))).float()
 
 
+def _low_band_gain(y: torch.Tensor, k_hat: torch.Tensor, kernel: torch.Tensor) -> float:
+    """Nats/px the low band's marginal likelihood gains from k̂ to ``kernel`` (as search_scale scores them)."""
+    from restore.semiblind.kernel_refinement import gaussian_marginal_nll
+    from restore.semiblind.plug_and_play import estimate_noise_sigma
+
+    sigma = max(estimate_noise_sigma(y), KernelRefinementConfig().sigma_floor)
+    return gaussian_marginal_nll(y, k_hat, sigma, max_frequency=0.15) - gaussian_marginal_nll(
+        y, kernel, sigma, max_frequency=0.15)
+
+
 def test_length_search_takes_a_small_gain_only_where_gcv_confirms_it(too_long):
     """With the full margin just above the shortening's gain, k̂ is kept; with the smaller margin the shortening is
     taken if GCV confirms it (here it halves: ≤ ×0.9), and a stricter confirmation (×0.3) keeps k̂, undisputed."""
-    from restore.semiblind.kernel_refinement import gaussian_marginal_nll, gcv_score
-    from restore.semiblind.plug_and_play import estimate_noise_sigma
+    from restore.semiblind.kernel_refinement import gcv_score
 
     y, k_hat = too_long
     found = search_scale(y, k_hat)
     assert found.factor < 0.95 and not found.disputed
-    sigma = max(estimate_noise_sigma(y), KernelRefinementConfig().sigma_floor)
-    gain = gaussian_marginal_nll(y, k_hat, sigma, max_frequency=0.15) - gaussian_marginal_nll(
-        y, found.kernel, sigma, max_frequency=0.15)
+    gain = _low_band_gain(y, k_hat, found.kernel)
     assert gain > 0.005 and gcv_score(y, found.kernel, 0.25) < 0.6 * gcv_score(y, k_hat, 0.25)
     above = gain + 0.01
     low_band = {"scale_smear_steps": 0}  # the margins act before the full-band placement (tested below)
-    strict = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, scale_margin_agreed=above, **low_band))
+    strict = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, scale_margin_agreed=above,
+                                                           scale_margin_confirmed=above, **low_band))
     assert strict.factor == 1.0 and strict.kernel is k_hat
     agreed = search_scale(y, k_hat, KernelRefinementConfig(scale_margin=above, **low_band))
     assert agreed.factor < 0.95 and not agreed.disputed
@@ -134,3 +142,49 @@ def test_length_search_places_the_factor_by_the_unsmeared_full_band_likelihood(m
     monkeypatch.setattr(refinement, "_unsmeared", no_smear_search)
     noisy = (y + 0.02 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     assert search_scale(noisy, k_hat).factor < 1.0
+
+
+def test_gcv_picks_among_the_likelihoods_near_ties(too_long, monkeypatch):
+    """Among the rescalings within ``scale_gcv_tie`` nats/px of the low band's most likely, the one of lowest GCV is
+    taken; with no tie window GCV scores only the most likely (and k̂)."""
+    import restore.semiblind.kernel_refinement as refinement
+
+    scored: list[tuple[torch.Tensor, float]] = []
+    gcv = refinement.gcv_score
+
+    def recording(y, kernel, max_frequency=None):
+        scored.append((kernel, gcv(y, kernel, max_frequency)))
+        return scored[-1][1]
+
+    monkeypatch.setattr(refinement, "gcv_score", recording)
+    y, k_hat = too_long
+    low_band = {"scale_smear_steps": 0}  # the full-band placement would move the pick
+    alone = search_scale(y, k_hat, KernelRefinementConfig(scale_gcv_tie=0.0, **low_band))
+    assert len(scored) == 2 and alone.factor < 0.95
+    scored.clear()
+    tied = search_scale(y, k_hat, KernelRefinementConfig(scale_gcv_tie=0.05, **low_band))
+    rescalings = [(k, s) for k, s in scored if k is not k_hat]
+    assert len(rescalings) > 2
+    assert tied.factor < 0.95 and (tied.factor, tied.across) != (alone.factor, alone.across)
+    # the candidates were scored bilinear (the kernel taken is the bicubic resampling)
+    bilinear = torch.from_numpy(rescale_kernel(k_hat.double().numpy(), tied.factor, across=tied.across)).float()
+    taken = next(s for k, s in rescalings if k.shape == bilinear.shape and torch.allclose(k, bilinear))
+    assert taken == min(s for _, s in rescalings)
+
+
+def test_a_clear_gcv_confirmation_needs_only_the_confirmed_margin(too_long):
+    """With both likelihood margins above the shortening's gain, k̂ is kept, unless GCV confirms the shortening
+    clearly (≤ ``gcv_confirmation`` × k̂'s): then ``scale_margin_confirmed`` is the margin. Not for a rotated k̂."""
+    y, k_hat = too_long
+    low_band = {"scale_smear_steps": 0}
+    found = search_scale(y, k_hat, KernelRefinementConfig(**low_band))
+    scored = rescale_kernel(k_hat.double().numpy(), found.factor, across=found.across)  # bilinear, as scored
+    gain = _low_band_gain(y, k_hat, torch.from_numpy(scored).float())
+    above = {"scale_margin": gain + 0.01, "scale_margin_agreed": gain + 0.01, **low_band}
+    assert search_scale(y, k_hat, KernelRefinementConfig(**above, scale_margin_confirmed=gain + 0.01)).factor == 1.0
+    confirmed = search_scale(y, k_hat, KernelRefinementConfig(**above, scale_margin_confirmed=gain - 0.001))
+    assert confirmed.factor < 0.95 and not confirmed.disputed
+    unconfirmed = KernelRefinementConfig(**above, scale_margin_confirmed=0.0, gcv_confirmation=0.0)
+    assert search_scale(y, k_hat, unconfirmed).factor == 1.0
+    rotated = KernelRefinementConfig(**above, scale_margin_confirmed=0.0, scale_margin_rotated=gain + 0.01)
+    assert search_scale(y, k_hat, rotated, rotated=True).factor == 1.0
