@@ -411,8 +411,8 @@ def search_scale(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinementC
     ratio = None  # GCV of the rescaling / k̂'s
     if cfg.gcv_max_frequency is not None and gain > 0:
         # the likelihood's near-ties (within scale_gcv_tie, inside the grid): the one GCV prefers
-        ties = [key for key, (nll, _) in scores.items() if key == best or key != (1.0, 1.0)
-                and grid[0] < key[0] < grid[-1] and nll <= scores[best][0] + cfg.scale_gcv_tie]
+        ties = [key for key, (nll, _) in scores.items() if key == best or (
+            key != (1.0, 1.0) and grid[0] < key[0] < grid[-1] and nll <= scores[best][0] + cfg.scale_gcv_tie)]
         gcv = {key: gcv_score(y, scores[key][1], cfg.gcv_max_frequency) for key in ties}
         best = min(gcv, key=gcv.get)
         gain = reference - scores[best][0]
