@@ -51,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.fft import next_fast_len
 
 # rms_radius re-exported: kernel_is_trusted's length test
 from restore.semiblind.hyper_laplacian import QUANTISATION_SIGMA, estimate_noise_level, periodic_component, wraps_around
@@ -140,6 +141,10 @@ class KernelRefinementConfig:
     likelihood_check: bool = True  # keep the free-form kernel only if its marginal likelihood beats its start's
     likelihood_margin: float = 0.1  # ... by this much (nats/px, full band)
     outer_iterations: int = 6  # x-step / k-step alternations per pyramid level (0: no free-form step)
+    # ... run only where σ̂ (given the searched kernel) exceeds this (None: always). On a noise-free y, joint MAP's
+    # no-blur bias is unchecked by noise: dev, noise-free, it was taken only on blind-style estimates and lost
+    # 1.4–3.0 dB there; at σ = 0.01 it helped smeared k̂ and estimates (docs/methods/semiblind.md)
+    free_form_min_noise: float | None = 4 * QUANTISATION_SIGMA
     x_iterations: int = 10  # HQS iterations of each TV x-step
     k_iterations: int = 60  # Adam steps of each k-step
     lr_kernel: float = 5e-2  # Adam lr on the softmax logits
@@ -192,6 +197,7 @@ class KernelRefinement:
     free_form: bool  # the free-form kernel was taken
     free_form_gain: float | None  # its full-band marginal-likelihood gain over its start (nats/px; None: not run)
     sigma: float  # the noise level the refinement used
+    noise_free: bool = False  # the free-form step was skipped: σ̂ given the searched kernel ≤ free_form_min_noise
 
     def summary(self) -> str:
         """One line for the log."""
@@ -208,15 +214,19 @@ class KernelRefinement:
             steps.append("length disputed (likelihood vs GCV)")
         if self.free_form_gain is not None:
             steps.append(f"free form {'taken' if self.free_form else 'dropped'} ({self.free_form_gain:+.4f} nats/px)")
+        elif self.noise_free:
+            steps.append("no free form (y noise-free)")
         return ("kept" if self.kept else "changed") + (": " + ", ".join(steps) if steps else "")
 
 
 def valid_convolution(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """valid(k ⊗ x) by FFT, differentiable in both; x (B, C, EH, EW), k (kh, kw) → (B, C, EH−kh+1, EW−kw+1)."""
+    """valid(k ⊗ x) by FFT, differentiable in both; x (B, C, EH, EW), k (kh, kw) → (B, C, EH−kh+1, EW−kw+1).
+    The FFT grid is :class:`BlurOperator`'s (fast sizes ≥ EH × EW)."""
     eh, ew = x.shape[-2:]
     kh, kw = k.shape
-    full = torch.fft.irfft2(torch.fft.rfft2(x) * torch.fft.rfft2(k, s=(eh, ew)), s=(eh, ew))
-    return full[..., kh - 1 :, kw - 1 :]
+    s = (next_fast_len(eh, real=True), next_fast_len(ew, real=True))
+    full = torch.fft.irfft2(torch.fft.rfft2(x, s=s) * torch.fft.rfft2(k, s=s), s=s)
+    return full[..., kh - 1 : eh, kw - 1 : ew]
 
 
 def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -677,7 +687,9 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
     sigma = max(sigma if sigma is not None else estimate_noise_sigma(y), cfg.sigma_floor)
     gray = y.mean(1, keepdim=True)  # the kernel is shared by the channels: estimate it on luminance
 
-    n_levels = 1 if cfg.outer_iterations else 0
+    noise_free = bool(cfg.outer_iterations) and cfg.free_form_min_noise is not None and (
+        estimate_noise_level(gray, k_hat) <= cfg.free_form_min_noise)
+    n_levels = 1 if cfg.outer_iterations and not noise_free else 0
     while 0 < n_levels < cfg.max_levels and max(kh, kw) / 2**n_levels >= cfg.min_kernel:
         n_levels += 1
     k = k_hat_pad
@@ -698,7 +710,7 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
             k = k_hat_pad  # the free-form steps lowered the marginal likelihood (joint MAP's bias): undo them
     free_form = k is not k_hat_pad
     return KernelRefinement(_recentre(k, target), kept and not free_form, searched.factor, searched.across,
-                            angle, searched.disputed, unsmeared, despeckled, free_form, gain, sigma)
+                            angle, searched.disputed, unsmeared, despeckled, free_form, gain, sigma, noise_free)
 
 
 def _refine_free_form(y: torch.Tensor, k_init: torch.Tensor, k_anchor: torch.Tensor, sigma: float,

@@ -11,13 +11,16 @@ Departures from the official code (all fixed here):
 - it assumes a circular image; the 'valid' model makes no assumption outside the frame.
 
 torch.fft does the work; kornia's ``filter2d`` is direct (slow for 70² kernels) and has no
-'valid'-with-adjoint pair, so the padding/cropping here is hand-written.
+'valid'-with-adjoint pair, so the padding/cropping here is hand-written. The FFTs run on scipy's
+``next_fast_len`` grid: the extended domain's own size often has a large prime factor (256 + 27 − 1 = 2·3·47),
+where an FFT is several times slower.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from scipy.fft import next_fast_len
 
 __all__ = ["BlurOperator", "extended_shape"]
 
@@ -47,10 +50,10 @@ class BlurOperator:
         self.kh, self.kw = kernel.shape
         self.image_hw = (int(image_hw[0]), int(image_hw[1]))
         self.ext_hw = extended_shape(self.image_hw, (self.kh, self.kw))
-        pad = torch.zeros(self.ext_hw, dtype=kernel.dtype, device=kernel.device)
-        pad[: self.kh, : self.kw] = kernel
-        # kernel at the origin: circular conv on ext == linear conv, no wrap in the valid part
-        self.otf = torch.fft.rfft2(pad)
+        # kernel at the origin: a circular conv on a grid ≥ ext is the linear conv on the valid part (no wrap
+        # reaches it), and the adjoint's correlation reads zeros beyond y
+        self.fft_hw = (next_fast_len(self.ext_hw[0], real=True), next_fast_len(self.ext_hw[1], real=True))
+        self.otf = torch.fft.rfft2(kernel, s=self.fft_hw)
 
     def to(self, device: torch.device | str) -> "BlurOperator":
         return BlurOperator(self.kernel.to(device), self.image_hw)
@@ -59,15 +62,16 @@ class BlurOperator:
         """valid(k ⊗ x): (B, C, *ext_hw) → (B, C, *image_hw)."""
         if tuple(x.shape[-2:]) != self.ext_hw:
             raise ValueError(f"x must be (B, C, {self.ext_hw[0]}, {self.ext_hw[1]}), got {tuple(x.shape)}")
-        full = torch.fft.irfft2(torch.fft.rfft2(x) * self.otf, s=self.ext_hw)
-        return full[..., self.kh - 1 :, self.kw - 1 :]
+        full = torch.fft.irfft2(torch.fft.rfft2(x, s=self.fft_hw) * self.otf, s=self.fft_hw)
+        return full[..., self.kh - 1 : self.ext_hw[0], self.kw - 1 : self.ext_hw[1]]
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Aᵀ: full correlation, (B, C, *image_hw) → (B, C, *ext_hw)."""
         if tuple(y.shape[-2:]) != self.image_hw:
             raise ValueError(f"y must be (B, C, {self.image_hw[0]}, {self.image_hw[1]}), got {tuple(y.shape)}")
         ypad = F.pad(y, (self.kw - 1, 0, self.kh - 1, 0))
-        return torch.fft.irfft2(torch.fft.rfft2(ypad) * self.otf.conj(), s=self.ext_hw)
+        full = torch.fft.irfft2(torch.fft.rfft2(ypad, s=self.fft_hw) * self.otf.conj(), s=self.fft_hw)
+        return full[..., : self.ext_hw[0], : self.ext_hw[1]]
 
     def pad_image(self, y: torch.Tensor, mode: str = "replicate") -> torch.Tensor:
         """Extend an observed image to the latent domain (an initial guess; 'replicate' by default)."""

@@ -177,3 +177,21 @@ def test_auto_raises_the_weight_where_the_solution_follows_lambda():
     exact = deblur_semiblind(y, k, refine_kernel=False, device="cpu")
     assert exact.log.prior == "hyper_laplacian" and "weight 0.1" in exact.log.reason
     assert "does not explain" not in exact.log.reason
+
+
+def test_free_form_step_runs_on_noisy_blur_only():
+    """Noise-free (8-bit) y: the free-form step is skipped (σ̂ given the kernel ≤ ``free_form_min_noise``) and the
+    kernel is returned as searched; at σ = 0.01, or with the gate off, it runs and reports its likelihood gain."""
+    k = torch.from_numpy(line_motion_kernel(9, 30.0)).float()
+    fast = {"rotation": False, "scale": False, "smear": False, "outer_iterations": 1, "k_iterations": 2,
+            "x_iterations": 2}
+    clean = _circular_8bit(_camera(64), k)
+    skipped = refine_kernel(clean, k, KernelRefinementConfig(**fast))
+    assert skipped.noise_free and skipped.free_form_gain is None and not skipped.free_form
+    assert "no free form (y noise-free)" in skipped.summary()
+    m = (skipped.kernel.shape[0] - k.shape[0]) // 2
+    torch.testing.assert_close(skipped.kernel[m:-m, m:-m], k / k.sum(), atol=1e-6, rtol=0)
+    ungated = refine_kernel(clean, k, KernelRefinementConfig(**fast, free_form_min_noise=None))
+    assert not ungated.noise_free and ungated.free_form_gain is not None
+    noisy = refine_kernel(_circular_8bit(_camera(64), k, 0.01), k, KernelRefinementConfig(**fast))
+    assert not noisy.noise_free and noisy.free_form_gain is not None

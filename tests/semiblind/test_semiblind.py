@@ -63,16 +63,29 @@ def _blur(x_ext: torch.Tensor, k: torch.Tensor, noise: float = 0.0, seed: int = 
     return y, op.crop_latent(x_ext), op
 
 
-def test_operator_is_true_convolution_and_adjoint():
+@pytest.mark.parametrize("image_hw", [(16, 17), (39, 41)])  # FFT grid 20×24 for 20×23; 43×47 (primes) → 45×48
+def test_operator_is_true_convolution_and_adjoint(image_hw):
     from scipy.signal import convolve2d
 
     k = _asym_kernel()
-    x = torch.rand(1, 2, 20, 23, dtype=torch.float64)
-    op = BlurOperator(k, (16, 17))
+    x = torch.rand(1, 2, image_hw[0] + 4, image_hw[1] + 6, dtype=torch.float64)
+    op = BlurOperator(k, image_hw)
+    assert op.fft_hw != op.ext_hw  # the padded FFT grid is exercised
     ref = np.stack([convolve2d(x[0, c].numpy(), k.numpy(), mode="valid") for c in range(2)])
     assert np.allclose(op(x)[0].numpy(), ref, atol=1e-10)
-    y = torch.rand(1, 2, 16, 17, dtype=torch.float64)
+    y = torch.rand(1, 2, *image_hw, dtype=torch.float64)
     assert torch.allclose((op(x) * y).sum(), (x * op.adjoint(y)).sum(), rtol=1e-10)
+
+
+def test_differentiable_valid_convolution_matches_the_operator_on_a_padded_fft_grid():
+    from restore.semiblind.kernel_refinement import valid_convolution
+
+    k = _asym_kernel().requires_grad_(True)
+    x = torch.rand(1, 1, 43, 47, dtype=torch.float64)  # prime sizes: the FFT runs on 45×48
+    out = valid_convolution(x, k)
+    torch.testing.assert_close(out, BlurOperator(k.detach(), (39, 41))(x), atol=1e-12, rtol=0)
+    out.sum().backward()  # ∂/∂k[i, j] of Σ valid(k ⊗ x) is the sum of x over the window that k[i, j] meets
+    torch.testing.assert_close(k.grad[0, 0], x[0, 0, 4:, 6:].sum(), atol=1e-9, rtol=0)
 
 
 def test_baselines_beat_blurry_with_exact_kernel():
