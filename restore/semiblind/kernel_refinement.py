@@ -51,12 +51,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.fft import next_fast_len
 
 # rms_radius re-exported: kernel_is_trusted's length test
 from restore.semiblind.hyper_laplacian import QUANTISATION_SIGMA, estimate_noise_level, periodic_component, wraps_around
 from restore.semiblind.kernels import despeckle_kernel, kernel_centroid, rms_radius, unsmear_kernel
-from restore.semiblind.operators import BlurOperator
+from restore.semiblind.operators import BlurOperator, fast_fft_shape
 from restore.semiblind.plug_and_play import TVConfig, estimate_noise_sigma, tv_deconvolution
 
 __all__ = ["KernelRefinementConfig", "KernelRefinement", "ScaleSearch", "refine_kernel", "search_rotation",
@@ -221,10 +220,10 @@ class KernelRefinement:
 
 def valid_convolution(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """valid(k ⊗ x) by FFT, differentiable in both; x (B, C, EH, EW), k (kh, kw) → (B, C, EH−kh+1, EW−kw+1).
-    The FFT grid is :class:`BlurOperator`'s (fast sizes ≥ EH × EW)."""
+    The FFT grid is :class:`BlurOperator`'s (:func:`~restore.semiblind.operators.fast_fft_shape`)."""
     eh, ew = x.shape[-2:]
     kh, kw = k.shape
-    s = (next_fast_len(eh, real=True), next_fast_len(ew, real=True))
+    s = fast_fft_shape((eh, ew))
     full = torch.fft.irfft2(torch.fft.rfft2(x, s=s) * torch.fft.rfft2(k, s=s), s=s)
     return full[..., kh - 1 : eh, kw - 1 : ew]
 

@@ -22,12 +22,17 @@ import torch
 import torch.nn.functional as F
 from scipy.fft import next_fast_len
 
-__all__ = ["BlurOperator", "extended_shape"]
+__all__ = ["BlurOperator", "extended_shape", "fast_fft_shape"]
 
 
 def extended_shape(image_hw: tuple[int, int], kernel_hw: tuple[int, int]) -> tuple[int, int]:
     """Size of the latent domain whose 'valid' convolution with the kernel is ``image_hw``."""
     return image_hw[0] + kernel_hw[0] - 1, image_hw[1] + kernel_hw[1] - 1
+
+
+def fast_fft_shape(hw: tuple[int, int]) -> tuple[int, int]:
+    """The smallest fast (5-smooth) real-FFT grid ≥ ``hw``: a linear convolution computed on it is unchanged."""
+    return next_fast_len(int(hw[0]), real=True), next_fast_len(int(hw[1]), real=True)
 
 
 class BlurOperator:
@@ -52,7 +57,7 @@ class BlurOperator:
         self.ext_hw = extended_shape(self.image_hw, (self.kh, self.kw))
         # kernel at the origin: a circular conv on a grid ≥ ext is the linear conv on the valid part (no wrap
         # reaches it), and the adjoint's correlation reads zeros beyond y
-        self.fft_hw = (next_fast_len(self.ext_hw[0], real=True), next_fast_len(self.ext_hw[1], real=True))
+        self.fft_hw = fast_fft_shape(self.ext_hw)
         self.otf = torch.fft.rfft2(kernel, s=self.fft_hw)
 
     def to(self, device: torch.device | str) -> "BlurOperator":
