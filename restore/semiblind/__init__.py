@@ -47,7 +47,7 @@ from restore.semiblind.kernels import (
     rotate_kernel,
     unsmear_kernel,
 )
-from restore.semiblind.operators import BlurOperator
+from restore.semiblind.operators import BlurOperator, translate_image
 from restore.semiblind.plug_and_play import (
     PnPConfig,
     TVConfig,
@@ -66,7 +66,7 @@ __all__ = [
     "weight_sensitivity", "wraps_around",
     "tv_deconvolution", "pnp_deconvolution", "TVConfig", "PnPConfig", "estimate_noise_sigma", "load_denoiser",
     "DeepResidualPrior", "DRPConfig", "PAPER", "FAST", "config_from",
-    "BlurOperator", "wiener_deconvolution", "richardson_lucy", "edge_taper",
+    "BlurOperator", "translate_image", "wiener_deconvolution", "richardson_lucy", "edge_taper",
     "load_kernel", "as_kernel", "perturb_kernel", "rotate_kernel", "line_motion_kernel", "gaussian_kernel",
     "disk_kernel", "kernel_length", "unsmear_kernel", "despeckle_kernel",
 ]

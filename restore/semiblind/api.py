@@ -27,7 +27,7 @@ from restore.semiblind.hyper_laplacian import (
 from restore.semiblind.kernel_refinement import KernelRefinement, KernelRefinementConfig, kernel_is_trusted
 from restore.semiblind.kernel_refinement import refine_kernel as refine_kernel_fn  # the name the argument takes
 from restore.semiblind.kernels import as_kernel
-from restore.semiblind.operators import BlurOperator
+from restore.semiblind.operators import BlurOperator, translate_image
 from restore.semiblind.plug_and_play import (
     PnPConfig,
     TVConfig,
@@ -63,7 +63,8 @@ class SemiBlindResult:
     """The one result of :func:`deblur_semiblind`, whatever the prior."""
 
     image: Any  # the restored image, in the input's kind (path/PIL → PIL, numpy → numpy, tensor → tensor)
-    kernel: torch.Tensor  # the kernel used (refined or as given), float32 (kh', kw') on the CPU, sum 1
+    kernel: torch.Tensor  # the kernel used (refined or as given), float32 (kh', kw') on the CPU, sum 1; the image
+    # sits in k̂'s frame, i.e. moved by ``log.refinement.translation`` from this kernel's where specks were cleared
     residual: torch.Tensor  # (1, C, H, W), signed: the residual net's r (prior="dip"), else y − valid(k⊗x)
     log: SemiBlindLog
 
@@ -138,7 +139,8 @@ def deblur_semiblind(
        ``"hyper_laplacian"`` when y wraps around its border (a circular blur, for which the FFT model is exact;
        its weight follows y's noise level, read where the kernel leaves noise only, so a noise-free y is barely
        regularised — unless its solution follows λ, a sign that the kernel does not explain y
-       (:func:`~restore.semiblind.hyper_laplacian.weight_sensitivity`): then ``distrusted_weight``);
+       (:func:`~restore.semiblind.hyper_laplacian.weight_sensitivity`), or k̂ carried specks (a raw estimate): then
+       ``distrusted_weight``);
        else ``"denoiser"`` when y gives no sign that the kernel is wrong
        (:func:`~restore.semiblind.kernel_refinement.kernel_is_trusted`),
        and its image stays near TV's; else ``"tv"``), ``"tv"`` (HQS with total variation, seconds),
@@ -209,7 +211,11 @@ def deblur_semiblind(
     if prior == "auto" and periodic:
         # the FFT model is exact: the hyper-Laplacian, its weight raised where the kernel does not explain y
         reason = f"kernel {state}, y wraps around: FFT hyper-Laplacian, σ = {noise_level:.4f}"
-        if noise_level <= hl_cfg.sensitivity_max_noise:  # noise-free: a kernel error shows as a λ-dependent solution
+        speckled = refinement is not None and refinement.despeckled > 0
+        if speckled and hl_cfg.distrust_speckled and noise_level <= hl_cfg.speckled_max_noise:
+            hl_cfg = replace(hl_cfg, weight=hl_cfg.distrusted_weight)
+            reason += f"; k̂ carried specks (a raw estimate, its path noisy too), so weight {hl_cfg.weight:g}"
+        elif noise_level <= hl_cfg.sensitivity_max_noise:  # noise-free: a kernel error shows as a λ-dependent solution
             sensitivity = weight_sensitivity(y, k, hl_cfg, noise_level)
             consistent = sensitivity <= hl_cfg.max_sensitivity
             hl_cfg = hl_cfg if consistent else replace(hl_cfg, weight=hl_cfg.distrusted_weight)
@@ -243,6 +249,11 @@ def deblur_semiblind(
         else:
             x = pnp_deconvolution(y, op, net, pnp_cfg, sigma, seed)
         restored, residual = op.crop_latent(x), y - op(x)
+    if refinement is not None and max(map(abs, refinement.translation)) > 1e-3:
+        # the kernel is centred as the despeckled k̂: the clearing's shift moves the image into k̂'s frame (the
+        # residual stays the kernel's); circular for the FFT model of a wrapping y, mirrored otherwise
+        restored = translate_image(restored, refinement.translation,
+                                   circular=prior == "hyper_laplacian" and hl_periodic).clamp(0, 1)
     seconds = {"refine": refined - start, "restore": time.perf_counter() - refined}
     return SemiBlindResult(from_tensor(restored, kind), k.detach().float().cpu(), residual,
                            SemiBlindLog(prior, reason, refinement, seconds, history, noise_level))

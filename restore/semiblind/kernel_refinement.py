@@ -39,7 +39,9 @@ Three steps, a clean-up before them and a smear search between the second and th
 Every threshold is :class:`KernelRefinementConfig`'s, set on BSD400 training crops; the measurements behind
 them are in ``docs/methods/semiblind.md``. Hand-written: no library here implements blind kernel estimation
 for torch tensors. Kernel translation is inherent (k shifted by t and x by −t fit y equally): the refined
-kernel is re-centred so its centroid keeps k̂'s offset from the kernel centre.
+kernel is re-centred (to the nearest pixel) so its centroid keeps k̂'s offset from the kernel centre — the cleaned
+k̂'s, where specks were cleared, and the image is then moved by the sub-pixel shift the clearing caused
+(:attr:`KernelRefinement.translation`), so that it sits in k̂'s frame.
 """
 
 from __future__ import annotations
@@ -153,6 +155,10 @@ class KernelRefinementConfig:
     min_kernel: int = 11  # coarsest level: k̂ downsampled to at least this size
     max_levels: int = 1  # pyramid levels (1: full resolution only; resampling a thin motion kernel blurs it)
     sigma_floor: float = 1.0 / 255  # lower bound of the estimated noise level (normalisation only)
+    # clearing specks moves k̂'s centroid though its path stays: re-centre as the clean kernel and report that move as
+    # ``translation``, which :func:`~restore.semiblind.api.deblur_semiblind` moves its image by, into k̂'s frame
+    # (False: re-centred on k̂'s own centroid to the nearest pixel, translation (0, 0))
+    subpixel_recentre: bool = True
     # prior="auto" (:func:`kernel_is_trusted`): a kept kernel is trusted if its full-band marginal likelihood beats
     # its sharpened kernel^trust_power's by trust_margin nats/px ...
     trust_power: float = 1.5
@@ -197,6 +203,10 @@ class KernelRefinement:
     free_form_gain: float | None  # its full-band marginal-likelihood gain over its start (nats/px; None: not run)
     sigma: float  # the noise level the refinement used
     noise_free: bool = False  # the free-form step was skipped: σ̂ given the searched kernel ≤ free_form_min_noise
+    # (dy, dx) px the despeckling moved k̂'s centroid by: the kernel is re-centred as the clean one, so an image
+    # restored with it sits this far from k̂'s frame (:func:`~restore.semiblind.operators.translate_image` by it puts
+    # it there). (0, 0) where nothing was cleared
+    translation: tuple[float, float] = (0.0, 0.0)
 
     def summary(self) -> str:
         """One line for the log."""
@@ -645,9 +655,13 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
     cy, cx = kernel_centroid(k_hat)
     offset = (cy - (k_hat.shape[0] - 1) / 2, cx - (k_hat.shape[1] - 1) / 2)
     despeckled = 0.0
+    moved = (0.0, 0.0)  # how far clearing the specks moved the centroid (the path did not move)
     if cfg.despeckle:
         k_clean, despeckled = despeckle_kernel(k_hat, max_level=cfg.despeckle_max_level)
-        k_hat = k_clean.to(y.device) if despeckled else k_hat
+        if despeckled:
+            c_clean = kernel_centroid(k_clean)
+            moved = (c_clean[0] - cy, c_clean[1] - cx) if cfg.subpixel_recentre else moved
+            k_hat = k_clean.to(y.device)
     searched = _search_scale_and_rotation(y, k_hat, cfg, sigma)
     k_searched = searched.kernel.to(y.device)
     angle = searched.angle
@@ -682,7 +696,8 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
     m = max(0, min(m, (min(y.shape[-2:]) - max(k_hat.shape)) // 2))  # the grown kernel must still fit the image
     k_hat_pad = F.pad(k_hat, (m, m, m, m))
     kh, kw = k_hat_pad.shape
-    target = ((kh - 1) / 2 + offset[0], (kw - 1) / 2 + offset[1])
+    # re-centred as the clean kernel; the image then moves by ``moved`` into k̂'s frame
+    target = ((kh - 1) / 2 + offset[0] + moved[0], (kw - 1) / 2 + offset[1] + moved[1])
     sigma = max(sigma if sigma is not None else estimate_noise_sigma(y), cfg.sigma_floor)
     gray = y.mean(1, keepdim=True)  # the kernel is shared by the channels: estimate it on luminance
 
@@ -708,8 +723,8 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
         if nll_free > nll_start - cfg.likelihood_margin:
             k = k_hat_pad  # the free-form steps lowered the marginal likelihood (joint MAP's bias): undo them
     free_form = k is not k_hat_pad
-    return KernelRefinement(_recentre(k, target), kept and not free_form, searched.factor, searched.across,
-                            angle, searched.disputed, unsmeared, despeckled, free_form, gain, sigma, noise_free)
+    return KernelRefinement(_recentre(k, target), kept and not free_form, searched.factor, searched.across, angle,
+                            searched.disputed, unsmeared, despeckled, free_form, gain, sigma, noise_free, moved)
 
 
 def _refine_free_form(y: torch.Tensor, k_init: torch.Tensor, k_anchor: torch.Tensor, sigma: float,
