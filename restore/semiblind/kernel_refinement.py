@@ -158,7 +158,7 @@ class KernelRefinementConfig:
     # clearing specks moves k̂'s centroid though its path stays: re-centre as the clean kernel and report that move as
     # ``translation``, which :func:`~restore.semiblind.api.deblur_semiblind` moves its image by, into k̂'s frame
     # (False: re-centred on k̂'s own centroid to the nearest pixel, translation (0, 0))
-    subpixel_recentre: bool = True
+    recentre_despeckled: bool = True
     # prior="auto" (:func:`kernel_is_trusted`): a kept kernel is trusted if its full-band marginal likelihood beats
     # its sharpened kernel^trust_power's by trust_margin nats/px ...
     trust_power: float = 1.5
@@ -660,7 +660,7 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
         k_clean, despeckled = despeckle_kernel(k_hat, max_level=cfg.despeckle_max_level)
         if despeckled:
             c_clean = kernel_centroid(k_clean)
-            moved = (c_clean[0] - cy, c_clean[1] - cx) if cfg.subpixel_recentre else moved
+            moved = (c_clean[0] - cy, c_clean[1] - cx) if cfg.recentre_despeckled else moved
             k_hat = k_clean.to(y.device)
     searched = _search_scale_and_rotation(y, k_hat, cfg, sigma)
     k_searched = searched.kernel.to(y.device)

@@ -42,7 +42,7 @@ def translate_image(x: torch.Tensor, shift: tuple[float, float], circular: bool 
     interpolation kernel cut to a few taps does). Exact for a periodic image (``circular``); otherwise applied to the
     image's even-symmetric extension (2H × 2W, as a DCT sees it), whose period has no jump, so the edge does not ring
     into the frame (a smooth scene moved by 0.4 px: 1e-3 off at 4 px from the edge, against 1e-2 with a 16-px mirror
-    pad).
+    pad). Hand-written: kornia's ``translate`` resamples bilinearly.
     """
     dy, dx = float(shift[0]), float(shift[1])
     if dy == 0 and dx == 0:

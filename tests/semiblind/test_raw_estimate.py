@@ -52,7 +52,7 @@ def test_refinement_re_centres_as_the_cleaned_kernel_and_reports_the_clearings_m
     m = (r.kernel.shape[0] - noisy.shape[0]) // 2
     centre = lambda k: np.array(kernel_centroid(k)) - m  # noqa: E731  (on k̂'s grid)
     assert np.abs(centre(r.kernel) - kernel_centroid(clean)).max() <= 0.5 + 1e-5
-    off = refine_kernel(y, noisy, KernelRefinementConfig(**quick, subpixel_recentre=False))
+    off = refine_kernel(y, noisy, KernelRefinementConfig(**quick, recentre_despeckled=False))
     assert off.translation == (0.0, 0.0) and np.abs(centre(off.kernel) - kernel_centroid(noisy)).max() <= 0.5 + 1e-5
     kept = refine_kernel(y, shake, KernelRefinementConfig(**quick))
     assert kept.kept and kept.translation == (0.0, 0.0)
