@@ -35,6 +35,7 @@ import torch
 
 from restore.semiblind.baselines import centred_otf
 from restore.semiblind.kernels import kernel_centroid
+from restore.semiblind.operators import translate_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -95,15 +96,6 @@ def centroid_offset(k_hat: torch.Tensor, k: torch.Tensor) -> tuple[float, float]
     from y (k shifted by t and x by −t give the same y), so no method given k̂ undoes it."""
     dy, dx = _centre_offset(k_hat.double()) - _centre_offset(k.double())
     return float(dy), float(dx)
-
-
-def fourier_shift(x: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
-    """x translated circularly by (dy, dx) px (sub-pixel: a linear phase)."""
-    h, w = x.shape[-2:]
-    wy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
-    wx = torch.fft.fftfreq(w, dtype=torch.float64)[None]
-    phase = torch.exp(-2j * np.pi * (wy * dy + wx * dx))
-    return torch.fft.ifft2(torch.fft.fft2(x.double()) * phase).real.to(x.dtype)
 
 
 def _window(x: torch.Tensor, gt: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -236,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     res = {"image": f.stem, "kernel": kname, "kernel_size": max(k.shape), "perturbation": pname,
                            "sigma": sigma, "subpixel_offset": [dy, dx],
                            # the best a k̂-centred output can do: W* moved by k̂'s sub-pixel offset, aligned
-                           "shift_cost": aligned(fourier_shift(x_star, dy, dx), gt) - w_star,
+                           "shift_cost": aligned(translate_image(x_star, (dy, dx)), gt) - w_star,
                            "wiener_exact_best": w_star, "tuned_wiener_rl": tuned, "ours": psnr(x, gt),
                            "ours_aligned": aligned(x, gt), "blurry": psnr(y, gt), "seconds": seconds,
                            # Levin's ¼-px protocol, W* and ours alike
