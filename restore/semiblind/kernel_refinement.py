@@ -658,10 +658,10 @@ def refine_kernel(y: torch.Tensor, k_hat: torch.Tensor, config: KernelRefinement
     moved = (0.0, 0.0)  # how far clearing the specks moved the centroid (the path did not move)
     if cfg.despeckle:
         k_clean, despeckled = despeckle_kernel(k_hat, max_level=cfg.despeckle_max_level)
-        if despeckled:
+        if despeckled and cfg.recentre_despeckled:
             c_clean = kernel_centroid(k_clean)
-            moved = (c_clean[0] - cy, c_clean[1] - cx) if cfg.recentre_despeckled else moved
-            k_hat = k_clean.to(y.device)
+            moved = (c_clean[0] - cy, c_clean[1] - cx)
+        k_hat = k_clean.to(y.device) if despeckled else k_hat
     searched = _search_scale_and_rotation(y, k_hat, cfg, sigma)
     k_searched = searched.kernel.to(y.device)
     angle = searched.angle
